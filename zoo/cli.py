@@ -1,0 +1,55 @@
+"""The `zoo` command.
+
+Each command family lives next to the code it drives and exposes
+`register(subparsers) -> None`; its handlers are set with `parser.set_defaults(func=...)`
+and return an exit status. Families are imported only when the CLI runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from zoo.errors import ZooError
+
+# Every command family; each module provides register(subparsers).
+COMMAND_FAMILIES: tuple[str, ...] = ("zoo.models.cli",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="Sparse-model zoo: recipes, registry, client and catalog."
+    )
+    parser.add_argument("--version", action="version", version=f"zoo {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_FAMILIES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def _version() -> str:
+    from zoo import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ZooError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
