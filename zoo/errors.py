@@ -86,3 +86,207 @@ class ChecksumMismatchError(ZooError, OSError):
 
 class CheckpointError(ZooError, OSError):
     """A checkpoint folder is missing files or holds inconsistent content."""
+
+
+class RecipeError(ZooError, ValueError):
+    """A recipe that cannot be parsed, validated or applied.
+
+    Raised deep inside (a modifier's field check) with what is known there; callers up the
+    stack add the file, the stage and the modifier's index with `with_context`, so the one
+    message a user sees names all of them.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        stage: str | None = None,
+        index: int | None = None,
+        modifier: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.stage = stage
+        self.index = index
+        self.modifier = modifier
+        self.field = field
+        super().__init__(message)
+
+    def with_context(self, **context: object) -> RecipeError:
+        """Fill in the location parts that are still unknown; returns self."""
+        for key, value in context.items():
+            if getattr(self, key) is None and value is not None:
+                setattr(self, key, value)
+        return self
+
+    def __str__(self) -> str:
+        where = []
+        if self.stage is not None:
+            where.append(f"stage {self.stage!r}")
+        if self.index is not None or self.modifier is not None:
+            idx = f"[{self.index}]" if self.index is not None else ""
+            where.append(f"modifiers{idx} ({self.modifier or '?'})")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        prefix = f"{self.file or '<recipe>'}: "
+        return prefix + (", ".join(where) + ": " if where else "") + self.message
+
+
+# --- index and stores (zoo/index/, zoo/storage/) ---
+
+
+class InvalidStubError(ZooError, ValueError):
+    """A stub or version reference that does not parse."""
+
+    exit_code = 2
+
+    def __init__(self, text: str, reason: str) -> None:
+        self.text = text
+        self.reason = reason
+        super().__init__(
+            f"invalid stub {text!r}: {reason}. A stub reads "
+            "zoo:<domain>/<task>/<architecture>/<dataset>/<sparse_tag>[@v<N>|@<alias>], e.g. "
+            "zoo:cv/classification/cnn_small/fashion_mnist/pruned90_quant@v2"
+        )
+
+
+class SchemaError(ZooError, ValueError):
+    """An index document, entry or export metadata file with missing or wrong fields."""
+
+    exit_code = 2
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        super().__init__(f"{what}: {reason}")
+
+
+class StubNotFoundError(ZooError, KeyError):
+    """A well-formed stub that the index does not hold."""
+
+    exit_code = 2
+
+    def __init__(self, stub: str, known: Iterable[str], url: str = "") -> None:
+        self.stub = stub
+        self.url = url
+        where = f" in the index at {url}" if url else ""
+        super().__init__(
+            f"stub {stub} is not registered{where}.{suggest(stub, known)} "
+            "List what exists with `zoo search` or `zoo versions`."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class VersionNotFoundError(ZooError, KeyError):
+    """A version or alias that a registered stub does not have."""
+
+    exit_code = 2
+
+    def __init__(self, stub: str, ref: str, available: Iterable[str]) -> None:
+        self.stub = stub
+        self.ref = ref
+        choices = list(available)
+        super().__init__(
+            f"{stub} has no version or alias {ref!r}.{suggest(ref, choices)} "
+            f"Available: {', '.join(choices) or '(none)'}."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ExportError(ZooError, ValueError):
+    """An export folder that cannot be published (missing file, path escaping it, bad zoo.json)."""
+
+    exit_code = 2
+
+
+class StoreError(ZooError, OSError):
+    """A store (local folder, S3, Hugging Face Hub) failed or refused an operation."""
+
+
+class BlobNotFoundError(StoreError, FileNotFoundError):
+    """A key or content-addressed blob that the store does not hold."""
+
+
+class StoreConflictError(StoreError):
+    """A conditional write lost a race (HTTP 412 / changed index); the caller retries."""
+
+
+class StoreAuthError(StoreError, PermissionError):
+    """The store refused our credentials."""
+
+    exit_code = 3
+
+
+class StoreUnreachableError(StoreError, ConnectionError):
+    """The store's endpoint did not answer."""
+
+    exit_code = 3
+
+
+class IndexVerifyError(ZooError, RuntimeError):
+    """`zoo index verify` found entries whose files differ from what the index records."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        shown = "\n  ".join(problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        super().__init__(
+            f"index verification failed ({len(problems)} problem(s)):\n  {shown}{more}"
+        )
+
+
+# --- client and catalog (zoo/client/, zoo/catalog/) ---
+
+
+class InvalidQueryError(ZooError, ValueError):
+    """A search query, sort key or metric condition that cannot be understood."""
+
+    exit_code = 2
+
+
+class OfflineError(ZooError, ConnectionError):
+    """Offline mode (or an unreachable registry) and the model is not in the cache."""
+
+    exit_code = 3
+
+    def __init__(self, ref: str, cache: str, reason: str) -> None:
+        self.ref = ref
+        self.cache = cache
+        super().__init__(
+            f"{ref} is not in the cache at {cache} and the registry cannot be used: {reason}. "
+            f"Connect to the registry and run `zoo download {ref}` once (or unset ZOO_OFFLINE); "
+            "after that it loads offline. `zoo cache ls` lists what is cached."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DownloadIntegrityError(ChecksumMismatchError):
+    """A downloaded file whose sha256 differs from the index entry: refused, not cached."""
+
+    def __init__(self, ref: str, file: str, expected: str, actual: str, url: str) -> None:
+        self.ref = ref
+        self.file = file
+        self.url = url
+        ZooError.__init__(
+            self,
+            f"refused {file} of {ref}: the registry at {url} served bytes with sha256 {actual}, "
+            f"but the index records sha256 {expected}. Nothing was kept in the cache. The "
+            "store's copy was altered or corrupted; tell the registry's maintainers "
+            "(`zoo index verify` finds such blobs) and pick another version meanwhile.",
+        )
+        self.path = file
+        self.expected = expected
+        self.actual = actual
+
+
+class ModelValidationError(ZooError, AssertionError):
+    """A model's outputs on its sample inputs differ from its recorded sample outputs."""

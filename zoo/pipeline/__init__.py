@@ -1,0 +1,1 @@
+"""The logic behind the DVC stages; `pipelines/*.py` only parse arguments and call it."""

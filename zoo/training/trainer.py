@@ -1,0 +1,147 @@
+"""A seeded, deterministic training loop with progress bars and per-epoch history.
+
+Compression recipes plug in through `TrainingHooks`; the loop itself knows nothing of them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from zoo.data.loaders import Inputs, SplitTensors
+from zoo.training.config import TrainConfig
+
+
+class TrainingHooks(Protocol):
+    """What a recipe manager needs from a training loop."""
+
+    def on_loss(
+        self, loss: torch.Tensor, inputs: Inputs, outputs: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor: ...
+
+    def after_step(self) -> None: ...
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    loss: float
+    n: int
+    predictions: torch.Tensor
+
+    def as_metrics(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "loss": self.loss}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: SplitTensors, batch_size: int = 512) -> Evaluation:
+    was_training = model.training
+    model.eval()
+    total_loss, predictions = 0.0, []
+    for inputs, labels in data.batches(batch_size):
+        logits = model(**inputs)
+        total_loss += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        predictions.append(logits.argmax(1))
+    model.train(was_training)
+    predicted = torch.cat(predictions)
+    n = len(data)
+    accuracy = float((predicted == data.labels).float().mean())
+    return Evaluation(accuracy=accuracy, loss=total_loss / n, n=n, predictions=predicted)
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    for name, param in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in cfg.freeze):
+            param.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+        )
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    warmup = int(cfg.warmup_fraction * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.schedule == "linear":
+        return 1.0 - progress
+    return 1.0
+
+
+def train(
+    model: nn.Module,
+    train_data: SplitTensors,
+    val_data: SplitTensors,
+    cfg: TrainConfig,
+    hooks: TrainingHooks | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> list[dict[str, Any]]:
+    """Train `model` in place; return one row of metrics per epoch."""
+    seed_everything(cfg.seed)
+    optimizer = _optimizer(model, cfg)
+    loader = train_data.loader(cfg.batch_size, shuffle=True, seed=cfg.seed)
+    total_steps = cfg.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(cfg, step, total_steps)
+    )
+    history: list[dict[str, Any]] = []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        seen, loss_sum, correct = 0, 0.0, 0
+        bar = tqdm(loader, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+        for inputs, labels in bar:
+            outputs = model(**inputs)
+            loss = nn.functional.cross_entropy(outputs, labels, label_smoothing=cfg.label_smoothing)
+            if hooks is not None:
+                loss = hooks.on_loss(loss, inputs, outputs, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if hooks is not None:
+                hooks.after_step()
+            seen += len(labels)
+            loss_sum += float(loss.detach()) * len(labels)
+            correct += int((outputs.argmax(1) == labels).sum())
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        val = evaluate(model, val_data, cfg.eval_batch_size)
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        history.append(row)
+        if progress:
+            tqdm.write(
+                f"{desc} epoch {epoch}/{cfg.epochs}: train_loss {row['train_loss']:.4f} "
+                f"val_loss {val.loss:.4f} val_accuracy {val.accuracy:.4f} ({row['seconds']}s)"
+            )
+    return history
