@@ -68,7 +68,15 @@ def minilm_classifier(
     else:
         config = BertConfig(**encoder_config)
     if pretrained:
-        encoder = BertModel.from_pretrained(str(encoder_dir()), add_pooling_layer=False)
+        from transformers.utils import logging as hf_logging
+
+        # The shipped checkpoint carries a pooler we drop; its load report is noise here.
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            encoder = BertModel.from_pretrained(str(encoder_dir()), add_pooling_layer=False)
+        finally:
+            hf_logging.set_verbosity(level)
     else:
         encoder = BertModel(config, add_pooling_layer=False)
     model = TextClassifier(encoder, config.hidden_size, num_classes, dropout)
