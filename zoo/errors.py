@@ -256,13 +256,16 @@ class OfflineError(ZooError, ConnectionError):
 
     exit_code = 3
 
-    def __init__(self, ref: str, cache: str, reason: str) -> None:
+    def __init__(self, ref: str, cache: str, reason: str, hint: str | None = None) -> None:
         self.ref = ref
         self.cache = cache
+        hint = hint or (
+            f"Connect to the registry and run `zoo download {ref}` once (or unset "
+            "ZOO_OFFLINE); after that it loads offline."
+        )
         super().__init__(
             f"{ref} is not in the cache at {cache} and the registry cannot be used: {reason}. "
-            f"Connect to the registry and run `zoo download {ref}` once (or unset ZOO_OFFLINE); "
-            "after that it loads offline. `zoo cache ls` lists what is cached."
+            f"{hint} `zoo cache ls` lists what is cached."
         )
 
     def __str__(self) -> str:

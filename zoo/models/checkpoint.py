@@ -26,7 +26,8 @@ def save_checkpoint(
     # clone() breaks storage sharing (tied weights) that safetensors refuses to save.
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_dir(folder) as tmp:
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        # "pt" is what huggingface_hub and transformers require to load the file themselves.
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "zoo_format": FORMAT})
         config = {
             "format": FORMAT,
             **arch.to_dict(),

@@ -1,0 +1,57 @@
+"""DVC stage `register`: publish an export folder to the store and mirror it into registry/.
+
+Lineage is completed from git and dvc.lock (the stages that produced the export). Running
+it again on the same export publishes nothing new, so a second `dvc repro` is a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from zoo.pipeline.stage import run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--export", required=True, type=Path, help="export folder (zoo.json)")
+    parser.add_argument("--stub", default=None, help="stub (default: the one in zoo.json)")
+    parser.add_argument("--alias", action="append", default=[], help="alias to move here")
+    parser.add_argument("--store", default=None, help="store URL (default: $ZOO_STORE, .zoo/store)")
+    parser.add_argument("--registry-dir", default=Path("registry"), type=Path)
+    parser.add_argument("--receipt", required=True, type=Path, help="JSON written for DVC")
+    parser.add_argument("--repo", default=Path("."), type=Path, help="git/DVC repository root")
+    args = parser.parse_args()
+
+    def stage() -> None:
+        from dataclasses import replace
+
+        from zoo.fsutil import atomic_write_json
+        from zoo.index.export import read_export
+        from zoo.index.lineage import collect_lineage
+        from zoo.index.mirror import mirror_stub
+        from zoo.index.publish import publish
+        from zoo.index.view import open_index
+
+        export = read_export(args.export, args.stub)
+        lineage = collect_lineage(export.meta.lineage, args.repo, args.export)
+        export = replace(export, meta=replace(export.meta, lineage=lineage))
+        result = publish(export, args.store, aliases=args.alias)
+        view = open_index(args.store)
+        changed = mirror_stub(view, export.stub, args.registry_dir)
+        receipt = {
+            "ref": result.entry.ref,
+            "created": result.created,
+            "generation": result.generation,
+            "store": view.store.url,
+            "registry_files": sorted(str(p) for p in changed),
+        }
+        atomic_write_json(args.receipt, receipt)
+        verb = "registered" if result.created else "unchanged"
+        print(f"{verb}: {result.entry.ref} in {view.store.url}")
+
+    run_stage(stage)
+
+
+if __name__ == "__main__":
+    main()

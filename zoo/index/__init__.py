@@ -1,0 +1,1 @@
+"""The versioned zoo index: stubs, entries, versions and aliases, publishing and querying."""

@@ -1,0 +1,408 @@
+"""The index's data: faceted stubs, entries and their facts, as dataclasses with JSON round-trip.
+
+A stub names a model the way SparseZoo users know it,
+`zoo:<domain>/<task>/<architecture>/<dataset>/<sparse_tag>`, and a reference adds a version
+or an alias: `zoo:cv/classification/cnn_small/fashion_mnist/pruned90_quant@v2`.
+Versions (`v1`, `v2`, ...) are immutable; aliases (`latest`, `stable`, custom) move.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+from zoo.errors import InvalidStubError, SchemaError
+
+PREFIX = "zoo:"
+FACETS: tuple[str, ...] = ("domain", "task", "architecture", "dataset", "sparse_tag")
+ENTRY_FORMAT = "zoo-entry/1"
+
+# Lower-case so stubs are stable as S3 keys, file names and URLs on every filesystem.
+_FACET_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_VERSION_RE = re.compile(r"^v([1-9][0-9]{0,8})$")
+_ALIAS_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+Scalar = float | int | str | bool | None
+
+
+def _check_facet(name: str, value: str, text: str) -> str:
+    if not isinstance(value, str) or not _FACET_RE.match(value) or value.endswith("."):
+        raise InvalidStubError(
+            text,
+            f"facet {name} = {value!r} must be 1-64 characters of a-z, 0-9, '_', '-', '.', "
+            "starting with a letter or digit",
+        )
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class Stub:
+    """A model's faceted name, without version."""
+
+    domain: str
+    task: str
+    architecture: str
+    dataset: str
+    sparse_tag: str
+
+    def __post_init__(self) -> None:
+        for name in FACETS:
+            _check_facet(name, getattr(self, name), self.text_unchecked())
+
+    def text_unchecked(self) -> str:
+        return PREFIX + "/".join(str(getattr(self, n)) for n in FACETS)
+
+    def __str__(self) -> str:
+        return self.text_unchecked()
+
+    @property
+    def path(self) -> str:
+        """The stub as a relative POSIX path (store keys, registry/ folders)."""
+        return "/".join(getattr(self, n) for n in FACETS)
+
+    def facets(self) -> dict[str, str]:
+        return {n: getattr(self, n) for n in FACETS}
+
+    def at(self, version: int | str) -> str:
+        """`zoo:...@v2` for a version number, or `zoo:...@alias`."""
+        ref = format_version(version) if isinstance(version, int) else version
+        return f"{self}@{ref}"
+
+    @classmethod
+    def parse(cls, text: str) -> Stub:
+        """Parse `zoo:a/b/c/d/e` (the `zoo:` prefix is optional). A version is an error here."""
+        stub, ref = parse_ref(text)
+        if ref is not None:
+            raise InvalidStubError(text, "expected a stub without '@version'")
+        return stub
+
+
+def parse_ref(text: str) -> tuple[Stub, str | None]:
+    """Split `zoo:a/b/c/d/e[@ref]` into the stub and the raw ref (`v2`, `latest`) or None."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidStubError(str(text), "empty stub")
+    body = text.strip()
+    body = body[len(PREFIX) :] if body.startswith(PREFIX) else body
+    ref: str | None = None
+    if "@" in body:
+        body, ref = body.split("@", 1)
+        check_ref(ref, text)
+    parts = body.split("/")
+    if len(parts) != len(FACETS):
+        raise InvalidStubError(
+            text,
+            f"expected {len(FACETS)} facets {'/'.join('<' + f + '>' for f in FACETS)}, "
+            f"got {len(parts)}",
+        )
+    return Stub(*parts), ref
+
+
+def check_ref(ref: str, text: str | None = None) -> str:
+    """Validate a version (`v3`) or alias (`stable`) name; return it."""
+    if _VERSION_RE.match(ref) or (_ALIAS_RE.match(ref) and not re.match(r"^v[0-9]", ref)):
+        return ref
+    raise InvalidStubError(
+        text or ref,
+        f"{ref!r} is neither a version (v1, v2, ...) nor an alias name "
+        "(a-z, 0-9, '_', '-', '.', starting with a letter, not v<digit>)",
+    )
+
+
+def parse_version(ref: str) -> int | None:
+    """`v3` -> 3; an alias name -> None."""
+    match = _VERSION_RE.match(ref)
+    return int(match.group(1)) if match else None
+
+
+def format_version(version: int) -> str:
+    return f"v{int(version)}"
+
+
+def check_alias(name: str) -> str:
+    if parse_version(name) is not None or not _ALIAS_RE.match(name) or name[:2] == "v0":
+        raise InvalidStubError(name, "alias names must not look like versions (v1, v2, ...)")
+    check_ref(name)
+    return name
+
+
+def is_weights_file(path: str) -> bool:
+    return path.endswith(".safetensors") and "/" not in path
+
+
+def _as_dict(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise SchemaError(what, f"expected an object, got {type(data).__name__}")
+    return data
+
+
+@functools.cache
+def _fields_of(cls: Any) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(all field names, required field names) of a dataclass; cached: 100k summaries."""
+    every = fields(cls)
+    required = tuple(f.name for f in every if f.default is MISSING and f.default_factory is MISSING)
+    return frozenset(f.name for f in every), required
+
+
+def _pick(cls: Any, data: dict[str, Any], what: str) -> dict[str, Any]:
+    """Keep the keys `cls` knows (newer writers may add some) and check required ones."""
+    known, required = _fields_of(cls)
+    out = {k: v for k, v in data.items() if k in known}
+    missing = [name for name in required if name not in out]
+    if missing:
+        raise SchemaError(what, f"missing field(s) {', '.join(missing)}")
+    return out
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of an entry. For safetensors files, `parameters` counts every element of
+    every tensor stored and `zeros` the elements equal to zero, so `zoo index verify` can
+    recompute both from the bytes."""
+
+    path: str  # relative POSIX path inside the export folder
+    size: int
+    sha256: str
+    parameters: int | None = None
+    zeros: int | None = None
+
+    @property
+    def sparsity(self) -> float | None:
+        if self.parameters is None or self.zeros is None or self.parameters == 0:
+            return None
+        return self.zeros / self.parameters
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FileRecord:
+        d = _pick(cls, _as_dict(data, "file record"), "file record")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SparsityFacts:
+    """How sparse the model is (weights of prunable layers, as the recipe targeted)."""
+
+    overall: float = 0.0  # fraction of zero weights over `parameters`
+    parameters: int = 0  # prunable parameters counted
+    nonzero: int = 0
+    structure: str = "unstructured"  # "unstructured", "2:4", "channel", ...
+    per_layer: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SparsityFacts:
+        return cls(**_pick(cls, _as_dict(data, "sparsity"), "sparsity"))
+
+
+@dataclass(frozen=True)
+class QuantizationFacts:
+    """How the weights/activations are quantized; `scheme` None means not quantized."""
+
+    scheme: str | None = None  # e.g. "int8"
+    weight_bits: int | None = None
+    activation_bits: int | None = None
+    granularity: str | None = None  # "per_tensor", "per_channel"
+    symmetric: bool | None = None
+    method: str | None = None  # "ptq", "qat"
+    layers: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> QuantizationFacts:
+        return cls(**_pick(cls, _as_dict(data, "quantization"), "quantization"))
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What produced an entry, so it can be reproduced and checked."""
+
+    parent: str | None = None  # "zoo:...@v1" of the model this one was made from
+    data_hash: str | None = None
+    recipe_hash: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    dvc_stages: dict[str, str] = field(default_factory=dict)  # stage name -> dvc.lock hash
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Lineage:
+        return cls(**_pick(cls, _as_dict(data, "lineage"), "lineage"))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One immutable version of a stub, as published."""
+
+    FORMAT: ClassVar[str] = ENTRY_FORMAT
+
+    stub: Stub
+    version: int
+    files: list[FileRecord]
+    content_hash: str  # sha256 over files + facts: equal content => same version
+    metrics: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # dataset -> name -> v
+    benchmarks: dict[str, dict[str, Scalar]] = field(default_factory=dict)  # machine -> ...
+    recipe: str | None = None  # path of the recipe among `files`
+    card: str | None = None  # path of the model card (README.md) among `files`
+    sparsity: SparsityFacts = field(default_factory=SparsityFacts)
+    quantization: QuantizationFacts = field(default_factory=QuantizationFacts)
+    lineage: Lineage = field(default_factory=Lineage)
+    created_at: str = ""  # ISO 8601 UTC, set when published
+
+    @property
+    def ref(self) -> str:
+        return self.stub.at(self.version)
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def parameters(self) -> int:
+        """Elements stored in the top-level safetensors files (the weights, not samples/)."""
+        return sum(f.parameters or 0 for f in self.files if is_weights_file(f.path))
+
+    def file(self, path: str) -> FileRecord:
+        for record in self.files:
+            if record.path == path:
+                return record
+        raise SchemaError(self.ref, f"has no file {path!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stub"] = str(self.stub)
+        data["format"] = ENTRY_FORMAT
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Entry:
+        d = dict(_as_dict(data, "entry"))
+        fmt = d.pop("format", ENTRY_FORMAT)
+        if fmt != ENTRY_FORMAT:
+            raise SchemaError(
+                "entry", f"unsupported format {fmt!r} (this zoo reads {ENTRY_FORMAT})"
+            )
+        d = _pick(cls, d, "entry")
+        return cls(
+            stub=Stub.parse(d["stub"]),
+            version=int(d["version"]),
+            files=[FileRecord.from_dict(f) for f in d["files"]],
+            content_hash=str(d["content_hash"]),
+            metrics={k: dict(v) for k, v in d.get("metrics", {}).items()},
+            benchmarks={k: dict(v) for k, v in d.get("benchmarks", {}).items()},
+            recipe=d.get("recipe"),
+            card=d.get("card"),
+            sparsity=SparsityFacts.from_dict(d.get("sparsity", {})),
+            quantization=QuantizationFacts.from_dict(d.get("quantization", {})),
+            lineage=Lineage.from_dict(d.get("lineage", {})),
+            created_at=str(d.get("created_at", "")),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Entry:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise SchemaError("entry", f"not valid JSON: {exc}") from exc
+
+
+def content_hash(
+    files: list[FileRecord],
+    metrics: dict[str, Any],
+    benchmarks: dict[str, Any],
+    sparsity: SparsityFacts,
+    quantization: QuantizationFacts,
+    lineage: Lineage,
+) -> str:
+    """The identity of an entry's content: same files and facts => same hash => no new version.
+
+    Timestamps and the version itself are left out on purpose, so republishing the same
+    export (a second `dvc repro`) is recognised as a no-op.
+    """
+    payload = {
+        "files": sorted([f.path, f.size, f.sha256] for f in files),
+        "metrics": metrics,
+        "benchmarks": benchmarks,
+        "sparsity": asdict(sparsity),
+        "quantization": asdict(quantization),
+        # The commit that registered a model is not part of what it is: re-registering
+        # the same export after an unrelated commit must not create a new version.
+        "lineage": {
+            k: v for k, v in asdict(lineage).items() if k not in ("git_commit", "git_dirty")
+        },
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class EntrySummary:
+    """What the published index keeps per version: enough to search, sort and resolve,
+    small enough that 100k of them stay cheap. The full entry is fetched by `entry_key`."""
+
+    stub: Stub
+    version: int
+    entry_sha256: str  # sha256 of the entry JSON object stored at entry_key
+    content_hash: str
+    size: int
+    parameters: int
+    sparsity: float
+    quantization: str | None
+    metrics: dict[str, dict[str, Scalar]]
+    created_at: str
+
+    @property
+    def ref(self) -> str:
+        return self.stub.at(self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stub"] = str(self.stub)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any, stub: Stub | None = None) -> EntrySummary:
+        """`stub` given: the data may omit it (index shards store it once per stub)."""
+        data = _as_dict(data, "summary")
+        if stub is not None:
+            data = {**data, "stub": stub}
+        d = _pick(cls, data, "summary")
+        if not isinstance(d["stub"], Stub):
+            d["stub"] = Stub.parse(d["stub"])
+        return cls(**d)
+
+    @classmethod
+    def of(cls, entry: Entry, entry_sha256: str) -> EntrySummary:
+        return cls(
+            stub=entry.stub,
+            version=entry.version,
+            entry_sha256=entry_sha256,
+            content_hash=entry.content_hash,
+            size=entry.size,
+            parameters=entry.parameters,
+            sparsity=entry.sparsity.overall,
+            quantization=entry.quantization.scheme,
+            metrics=entry.metrics,
+            created_at=entry.created_at,
+        )
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of an alias; the list of them is the alias's history."""
+
+    alias: str
+    version: int | None  # None: the alias was removed
+    previous: int | None
+    at: str  # ISO 8601 UTC
+    generation: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AliasEvent:
+        return cls(**_pick(cls, _as_dict(data, "alias event"), "alias event"))

@@ -1,0 +1,164 @@
+"""A store in a local folder: the embedded default (`make demo` publishes here).
+
+Immutable objects are created with a hard link from a finished temporary file, which
+fails if the target exists: an atomic "create if absent" with no lock. The index document
+is replaced under a file lock by write-temp-then-rename, so readers (who take no lock) see
+the old document or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from filelock import FileLock, Timeout
+
+from zoo.errors import BlobNotFoundError, ChecksumMismatchError, StoreConflictError, StoreError
+from zoo.fsutil import atomic_write_bytes
+from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key, sha256_bytes
+
+LOCK_DIR = ".locks"
+LOCK_TIMEOUT_S = 120.0
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
+        self.root = Path(root).absolute()
+        self.url = str(self.root)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not self.root.is_dir():
+            raise StoreError(f"local store {self.root} does not exist")
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    def put_blob(self, sha256: str, source: str | os.PathLike[str]) -> bool:
+        target = self._path(blob_key(sha256))
+        if target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{sha256[:16]}.", suffix=".tmp")
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                for block in iter(lambda: src.read(CHUNK), b""):
+                    digest.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != sha256:
+                raise ChecksumMismatchError(str(source), sha256, digest.hexdigest(), "upload")
+            return self._link_new(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _link_new(tmp: str, target: Path) -> bool:
+        # link() refuses an existing target: creation is atomic and never overwrites.
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        return True
+
+    def blob_size(self, sha256: str) -> int:
+        path = self._path(blob_key(sha256))
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {sha256} not found in store {self.url}") from None
+
+    def iter_blob(
+        self, sha256: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK
+    ) -> Iterator[bytes]:
+        path = self._path(blob_key(sha256))
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {sha256} not found in store {self.url}") from None
+        return self._iter_file(handle, start, end, chunk_size)
+
+    @staticmethod
+    def _iter_file(
+        handle: BinaryIO, start: int, end: int | None, chunk_size: int
+    ) -> Iterator[bytes]:
+        with handle:
+            handle.seek(start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                size = chunk_size if remaining is None else min(chunk_size, remaining)
+                block = handle.read(size)
+                if not block:
+                    return
+                if remaining is not None:
+                    remaining -= len(block)
+                yield block
+
+    # -- documents -----------------------------------------------------------------------
+
+    def get(self, key: str) -> Versioned | None:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        return Versioned(data, sha256_bytes(data))
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
+        if target.exists():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            return self._link_new(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def put_if_match(self, key: str, data: bytes, etag: str | None) -> str:
+        target = self._path(key)
+        lock_path = self.root / LOCK_DIR / (key.replace("/", "%") + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(str(lock_path), timeout=LOCK_TIMEOUT_S):
+                current = self.get(key)
+                if (current.etag if current else None) != etag:
+                    raise StoreConflictError(
+                        f"{self.url}/{key} changed since it was read (expected etag {etag})"
+                    )
+                atomic_write_bytes(target, data)
+        except Timeout:
+            raise StoreError(
+                f"could not lock {lock_path} within {LOCK_TIMEOUT_S:.0f} s; another publisher "
+                "holds it (a crashed one releases it automatically)"
+            ) from None
+        return sha256_bytes(data)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        # Walk only the folder the prefix names, skipping temporaries and locks.
+        base_key = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self._path(base_key) if base_key else self.root
+        if not base.is_dir():
+            return
+        for folder, dirs, files in os.walk(base):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = Path(folder).relative_to(self.root).as_posix()
+            for name in files:
+                if name.startswith("."):
+                    continue
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    yield key

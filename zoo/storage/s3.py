@@ -1,0 +1,233 @@
+"""A store in an S3 bucket (AWS, SeaweedFS, MinIO, ...) through boto3.
+
+Immutable objects are written with `If-None-Match: *` and the index with `If-Match:
+<etag>`, so the server itself arbitrates races between publishers; no lock service is
+needed. Credentials come only from boto3's usual chain (AWS_* variables, profile, instance
+role) and are never written to the index or printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from zoo.errors import (
+    BlobNotFoundError,
+    ChecksumMismatchError,
+    StoreAuthError,
+    StoreConflictError,
+    StoreError,
+    StoreUnreachableError,
+)
+from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key
+
+ENV_ENDPOINTS = ("ZOO_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+_AUTH_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "403",
+}
+_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+class S3Store(Store):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        client: Any = None,
+        **client_kwargs: Any,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.url = f"s3://{bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self._client = client
+        self._client_kwargs = client_kwargs
+
+    @classmethod
+    def from_url(cls, url: str) -> S3Store:
+        """`s3://bucket[/prefix]`; the endpoint comes from ZOO_S3_ENDPOINT_URL, then
+        AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS itself."""
+        body = url[len("s3://") :]
+        bucket, _, prefix = body.partition("/")
+        if len(bucket) < 3:
+            raise StoreError(f"invalid S3 URL {url!r}: expected s3://bucket[/prefix]")
+        endpoint = next((os.environ[v] for v in ENV_ENDPOINTS if os.environ.get(v)), None)
+        return cls(bucket, prefix, endpoint_url=endpoint)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Few retries and short connect timeouts: an unreachable endpoint should fail
+            # in seconds with a clear message, not hang a pipeline stage.
+            config = Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+            )
+            self._client = boto3.client(
+                "s3", endpoint_url=self.endpoint_url, config=config, **self._client_kwargs
+            )
+        return self._client
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _error(self, exc: Exception, what: str) -> StoreError:
+        from botocore.exceptions import (
+            ConnectionError as BotoConnectionError,
+        )
+        from botocore.exceptions import (
+            EndpointConnectionError,
+            NoCredentialsError,
+        )
+
+        where = f"{self.url} ({self.endpoint_url or 'AWS'})"
+        if isinstance(exc, EndpointConnectionError | BotoConnectionError):
+            return StoreUnreachableError(
+                f"cannot reach S3 endpoint for {where} while {what}: {exc}. Check "
+                "ZOO_S3_ENDPOINT_URL / AWS_ENDPOINT_URL and that the server is running "
+                "(`make s3-up` for the local SeaweedFS)."
+            )
+        if isinstance(exc, NoCredentialsError):
+            return StoreAuthError(
+                f"no AWS credentials found for {where}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+            )
+        code = _code(exc)
+        if code in _AUTH_CODES:
+            return StoreAuthError(
+                f"S3 refused our credentials for {where} while {what} ({code}); check "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+            )
+        if code == "NoSuchBucket":
+            return StoreError(f"bucket {self.bucket!r} does not exist at {where}; create it first")
+        return StoreError(f"S3 error for {where} while {what}: {exc}")
+
+    # -- blobs ---------------------------------------------------------------------------
+
+    def put_blob(self, sha256: str, source: str | os.PathLike[str]) -> bool:
+        key = self._key(blob_key(sha256))
+        digest = hashlib.sha256()
+        with open(source, "rb") as handle:
+            for block in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise ChecksumMismatchError(str(source), sha256, digest.hexdigest(), "upload")
+        if self.has_blob(sha256):
+            return False
+        try:
+            with open(source, "rb") as handle:
+                # One conditional PUT (up to 5 GB): the object appears whole or not at all.
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=handle, IfNoneMatch="*")
+        except Exception as exc:
+            if _code(exc) in _CONFLICT_CODES:
+                return False
+            raise self._error(exc, f"uploading blob {sha256}") from exc
+        return True
+
+    def blob_size(self, sha256: str) -> int:
+        key = self._key(blob_key(sha256))
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if _code(exc) in _MISSING_CODES:
+                raise BlobNotFoundError(f"blob {sha256} not found in store {self.url}") from None
+            raise self._error(exc, f"checking blob {sha256}") from exc
+        return int(head["ContentLength"])
+
+    def iter_blob(
+        self, sha256: str, start: int = 0, end: int | None = None, chunk_size: int = CHUNK
+    ) -> Iterator[bytes]:
+        key = self._key(blob_key(sha256))
+        if end is not None and end <= start:
+            return iter(())
+        byte_range = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)
+        except Exception as exc:
+            code = _code(exc)
+            if code in _MISSING_CODES:
+                raise BlobNotFoundError(f"blob {sha256} not found in store {self.url}") from None
+            if code in ("InvalidRange", "416"):
+                return iter(())  # start is at (or past) the end: nothing left to read
+            raise self._error(exc, f"downloading blob {sha256}") from exc
+        return self._stream(response["Body"], chunk_size, sha256)
+
+    def _stream(self, body: Any, chunk_size: int, sha256: str) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except Exception as exc:
+            raise self._error(exc, f"downloading blob {sha256}") from exc
+        finally:
+            body.close()
+
+    # -- documents -----------------------------------------------------------------------
+
+    def get(self, key: str) -> Versioned | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            data = response["Body"].read()
+        except Exception as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None
+            raise self._error(exc, f"reading {key}") from exc
+        return Versioned(data, str(response["ETag"]))
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+        except Exception as exc:
+            if _code(exc) in _CONFLICT_CODES:
+                return False
+            raise self._error(exc, f"writing {key}") from exc
+        return True
+
+    def put_if_match(self, key: str, data: bytes, etag: str | None) -> str:
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, **condition
+            )
+        except Exception as exc:
+            if _code(exc) in _CONFLICT_CODES:
+                raise StoreConflictError(
+                    f"{self.url}/{key} changed since it was read (expected etag {etag})"
+                ) from None
+            raise self._error(exc, f"updating {key}") from exc
+        return str(response["ETag"])
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        full = self._key(prefix.rstrip("/")) if prefix else self.prefix
+        if prefix.endswith("/") or (not prefix and full):
+            full += "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"][strip:]
+        except Exception as exc:
+            raise self._error(exc, f"listing {prefix!r}") from exc
