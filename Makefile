@@ -19,7 +19,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := dataset-fashion-mnist
+# Fashion-MNIST ships as a Debian package; Chromium runs the catalog's browser tests.
+SYSTEM_PACKAGES := dataset-fashion-mnist chromium chromium-driver
 
 .PHONY: help
 help: ## list every target
@@ -85,6 +86,10 @@ s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in 
 .PHONY: s3-down
 s3-down: ## stop the local SeaweedFS server
 	$(PY) -m zoo.storage.seaweed down --dir .s3
+
+.PHONY: catalog
+catalog: $(SETUP_STAMP) ## build the static catalog of the local store and serve it on 127.0.0.1:8000
+	$(BIN)/zoo catalog build --out catalog && $(BIN)/zoo catalog serve --dir catalog
 
 .PHONY: clean
 clean: ## remove caches and build leftovers (keeps .venv, data and DVC's cache)

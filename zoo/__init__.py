@@ -17,6 +17,13 @@ _LAZY: dict[str, str] = {
     "get_model": "zoo.models",
     "list_models": "zoo.models",
     "register_model": "zoo.models",
+    "search": "zoo.client.api",
+    "info": "zoo.client.api",
+    "download": "zoo.client.api",
+    "load": "zoo.client.api",
+    "recipe": "zoo.client.api",
+    "validate": "zoo.client.api",
+    "diff": "zoo.client.api",
 }
 
 __all__ = sorted(_LAZY)

@@ -293,3 +293,27 @@ class DownloadIntegrityError(ChecksumMismatchError):
 
 class ModelValidationError(ZooError, AssertionError):
     """A model's outputs on its sample inputs differ from its recorded sample outputs."""
+
+
+# --- compressed exports (zoo/compress/) ---
+
+
+class CompressedFormatError(ZooError, ValueError):
+    """A compressed export that names a transform or encoding this zoo cannot replay."""
+
+    exit_code = 2
+
+
+class ExportFileMissingError(ZooError, FileNotFoundError):
+    """A file that a compressed export folder needs (weights, config) is not there."""
+
+    def __init__(self, folder: str, name: str, why: str) -> None:
+        self.folder = folder
+        self.name = name
+        super().__init__(
+            f"{folder}: {name} is missing ({why}). The folder is incomplete: export it again "
+            "or re-download the model."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -1,0 +1,1 @@
+"""The browsable catalog: static pages built from the index (`zoo catalog build`)."""

@@ -1,0 +1,193 @@
+"""The functions behind `import zoo`: search, info, download, load, recipe, validate, diff.
+
+Each takes `registry` (URL; default $ZOO_REGISTRY, then the local demo store),
+`cache_dir` (default $ZOO_CACHE_DIR, then the user cache) and `offline` (default $ZOO_OFFLINE).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.client.diff import EntryDiff, diff_entries
+from zoo.client.search import Hit, Query, SearchIndex, Threshold
+from zoo.client.session import Session, Snapshot
+from zoo.index.schema import Entry, EntrySummary
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from zoo.client.validate import ValidationReport
+
+PathLike = str | os.PathLike[str]
+
+
+def session(
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+    progress: bool | None = None,
+) -> Session:
+    return Session(registry, cache_dir=cache_dir, offline=offline, progress=progress)
+
+
+def latency_ms(
+    benchmarks: Mapping[str, Mapping[str, Any]], machine: str | None = None
+) -> float | None:
+    """The batch-1 latency in ms from an entry's benchmarks (first machine unless named)."""
+    machines = [machine] if machine else sorted(benchmarks)
+    for name in machines:
+        values = benchmarks.get(name, {})
+        for key in ("latency_ms", "batch1_latency_ms", "latency_ms_b1"):
+            value = values.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        for key, value in sorted(values.items()):
+            if "latency" in key and isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value) * (1000.0 if key.endswith("_s") else 1.0)
+    return None
+
+
+def search(
+    text: str | None = None,
+    *,
+    where: Sequence[str | Threshold] = (),
+    sort: str | None = None,
+    descending: bool | None = None,
+    pareto: str | None = None,
+    metric: str = "accuracy",
+    quantized: bool | None = None,
+    min_sparsity: float | None = None,
+    max_sparsity: float | None = None,
+    all_versions: bool = False,
+    limit: int | None = None,
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+    **facets: str,
+) -> list[Hit]:
+    """Models matching facets (`task="classification"`, `sparse_tag="pruned*"`), conditions
+    (`where=["accuracy>=0.9"]`), sorted (`sort="size"`) or reduced to a Pareto front
+    (`pareto="size"`: the smallest model for each accuracy level).
+
+    >>> zoo.search(dataset="fashion_mnist", where=["accuracy>=0.85"], sort="size", limit=1)
+    """
+    s = session(registry, cache_dir, offline)
+    query = Query(
+        text=text,
+        facets=facets,
+        quantized=quantized,
+        min_sparsity=min_sparsity,
+        max_sparsity=max_sparsity,
+        where=[w if isinstance(w, Threshold) else Threshold.parse(w) for w in where],
+        latest_only=not all_versions,
+        sort=sort,
+        descending=descending,
+        metric=metric,
+        pareto=pareto,
+        limit=limit,
+    )
+    index = SearchIndex(s.index.summaries())
+    return index.search(query, latency_of=_latency_lookup(s))
+
+
+def _latency_lookup(s: Session) -> Any:
+    def latency_of(summary: EntrySummary) -> float | None:
+        # Benchmarks live in full entries (summaries keep metrics only); read them only
+        # when a query sorts or builds a front by latency.
+        return latency_ms(s.index.entry(summary.stub, summary.version).benchmarks)
+
+    return latency_of
+
+
+def info(
+    ref: str,
+    *,
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+) -> Entry:
+    """The index entry of `stub[@version|@alias]` (files, metrics, lineage, ...)."""
+    return session(registry, cache_dir, offline).resolve(ref)
+
+
+def download(
+    ref: str,
+    local_dir: PathLike | None = None,
+    *,
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Download a model into the cache (resuming, verified) and return its folder; with
+    `local_dir`, copy the files there too and return that."""
+    return session(registry, cache_dir, offline, progress).download(ref, local_dir).folder
+
+
+def load(
+    ref: str,
+    *,
+    keep_compressed: bool = False,
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+    progress: bool | None = None,
+) -> nn.Module:
+    """A ready `nn.Module` (eval mode) for `stub[@version|@alias]`, downloaded if needed."""
+    from zoo.client.load import load_folder
+
+    snap = session(registry, cache_dir, offline, progress).download(ref)
+    model = load_folder(snap.folder, keep_compressed=keep_compressed)
+    model.zoo_ref = snap.ref  # type: ignore[assignment]
+    return model
+
+
+def recipe(
+    ref: str,
+    *,
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+) -> str | None:
+    """The recipe text (YAML) that produced the model, or None for a model without one."""
+    s = session(registry, cache_dir, offline)
+    entry = s.resolve(ref)
+    return s.read_file(entry, entry.recipe).decode() if entry.recipe else None
+
+
+def validate(
+    ref: str,
+    *,
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+    progress: bool | None = None,
+    strict: bool = True,
+) -> ValidationReport:
+    """Load the model, run its sample inputs, compare with its sample outputs. Raises
+    ModelValidationError on a mismatch unless `strict` is False."""
+    from zoo.client.load import load_folder
+    from zoo.client.validate import validate_model
+
+    snap: Snapshot = session(registry, cache_dir, offline, progress).download(ref)
+    report = validate_model(load_folder(snap.folder), snap.folder, snap.ref)
+    return report.raise_if_failed() if strict else report
+
+
+def diff(
+    old: str,
+    new: str,
+    *,
+    registry: str | None = None,
+    cache_dir: PathLike | None = None,
+    offline: bool | None = None,
+) -> EntryDiff:
+    """Metrics, benchmarks, facts, files and recipe that differ between two versions."""
+    s = session(registry, cache_dir, offline)
+    a, b = s.resolve(old), s.resolve(new)
+    recipe_a = s.read_file(a, a.recipe).decode() if a.recipe else None
+    recipe_b = s.read_file(b, b.recipe).decode() if b.recipe else None
+    return diff_entries(a, b, recipe_a, recipe_b)
