@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from zoo.errors import ZooError
 
 # Every command family; each module provides register(subparsers).
-COMMAND_FAMILIES: tuple[str, ...] = ("zoo.models.cli",)
+COMMAND_FAMILIES: tuple[str, ...] = (
+    "zoo.models.cli",
+    "zoo.recipes.cli",
+    "zoo.index.cli",
+    "zoo.client.cli",
+    "zoo.catalog.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not an error of ours. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Compression techniques, one module per family; see zoo/modifiers/base.py."""
