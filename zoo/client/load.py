@@ -21,7 +21,9 @@ from zoo.errors import CheckpointError
 
 #: compression format -> "module:function(folder, config, keep_compressed) -> nn.Module".
 #: The modifiers/export engineers add rows here as their formats land.
-COMPRESSED_LOADERS: dict[str, str] = {}
+COMPRESSED_LOADERS: dict[str, str] = {
+    "zoo-compressed/1": "zoo.compress.load:load_for_client",
+}
 
 Loader = Callable[[Path, dict[str, Any], bool], nn.Module]
 
