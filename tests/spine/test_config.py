@@ -20,12 +20,15 @@ GROUP_TARGETS = {
     "stage": ["stage@train", "stage@text.train", "stage@prepare"],
     "storage": ["storage"],
     "experiment": ["experiment"],
+    "zoo": ["zoo"],
 }
+# conf/recipe holds compression recipes (zoo.recipes format), not Hydra configs.
+NOT_HYDRA = {"recipe"}
 
 
 def every_option() -> list[tuple[str, str]]:
     options = []
-    for group in sorted(p.name for p in CONF.iterdir() if p.is_dir()):
+    for group in sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in NOT_HYDRA):
         for file in sorted((CONF / group).glob("*.yaml")):
             options.append((group, file.stem))
     return options

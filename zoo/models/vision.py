@@ -36,6 +36,8 @@ class SmallCNN(nn.Module):
 
     head="flatten" keeps the spatial layout of the last feature map (better accuracy on
     28x28 images for the same compute); head="avg" pools it away (fewer head weights).
+    `hidden` adds linear layers before the classifier: cheap to run, and like the fully
+    connected layers of classic CNNs they hold most weights and prune well.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class SmallCNN(nn.Module):
         in_channels: int = 1,
         image_size: int = 28,
         head: str = "flatten",
+        hidden: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if head not in ("flatten", "avg"):
@@ -56,10 +59,16 @@ class SmallCNN(nn.Module):
             width, side = size, side // 2
         self.features = nn.Sequential(*blocks)
         self.pool = nn.Flatten() if head == "flatten" else nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(width * (side * side if head == "flatten" else 1), num_classes)
+        width = width * (side * side if head == "flatten" else 1)
+        layers: list[nn.Module] = []
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        self.hidden = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        return self.classifier(self.hidden(torch.flatten(self.pool(self.features(x)), 1)))
 
 
 def mlp(
@@ -75,6 +84,7 @@ def cnn_small(
     in_channels: int = 1,
     image_size: int = 28,
     head: str = "flatten",
+    hidden: Sequence[int] = (),
 ) -> nn.Module:
-    """Small conv/bn/relu CNN for square images."""
-    return SmallCNN(list(channels), num_classes, in_channels, image_size, head)
+    """Small conv/bn/relu CNN for square images, optionally with hidden linear layers."""
+    return SmallCNN(list(channels), num_classes, in_channels, image_size, head, list(hidden))

@@ -1,15 +1,13 @@
-"""A seeded, deterministic training loop with progress bars and per-epoch history.
-
-Compression recipes plug in through `TrainingHooks`; the loop itself knows nothing of them.
-"""
+"""A seeded, deterministic training loop with progress bars and per-epoch history."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,15 +17,8 @@ from tqdm.auto import tqdm
 from zoo.data.loaders import Inputs, SplitTensors
 from zoo.training.config import TrainConfig
 
-
-class TrainingHooks(Protocol):
-    """What a recipe manager needs from a training loop."""
-
-    def on_loss(
-        self, loss: torch.Tensor, inputs: Inputs, outputs: torch.Tensor, labels: torch.Tensor
-    ) -> torch.Tensor: ...
-
-    def after_step(self) -> None: ...
+# (loss, inputs, outputs, labels) -> loss with extra terms (distillation, regularization)
+LossHook = Callable[[torch.Tensor, Inputs, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def seed_everything(seed: int) -> None:
@@ -64,7 +55,7 @@ def evaluate(model: nn.Module, data: SplitTensors, batch_size: int = 512) -> Eva
     return Evaluation(accuracy=accuracy, loss=total_loss / n, n=n, predictions=predicted)
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     for name, param in model.named_parameters():
         if any(name.startswith(prefix) for prefix in cfg.freeze):
             param.requires_grad_(False)
@@ -93,42 +84,79 @@ def train(
     train_data: SplitTensors,
     val_data: SplitTensors,
     cfg: TrainConfig,
-    hooks: TrainingHooks | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> list[dict[str, Any]]:
-    """Train `model` in place; return one row of metrics per epoch."""
+    """Train `model` in place with the optimizer and schedule `cfg` describes."""
     seed_everything(cfg.seed)
-    optimizer = _optimizer(model, cfg)
-    loader = train_data.loader(cfg.batch_size, shuffle=True, seed=cfg.seed)
-    total_steps = cfg.epochs * len(loader)
+    optimizer = build_optimizer(model, cfg)
+    total_steps = cfg.epochs * math.ceil(len(train_data) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(cfg, step, total_steps)
     )
+    return fit(
+        model,
+        optimizer,
+        train_data,
+        val_data,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        eval_batch_size=cfg.eval_batch_size,
+        scheduler=scheduler,
+        label_smoothing=cfg.label_smoothing,
+        grad_clip=cfg.grad_clip,
+        progress=progress,
+        desc=desc,
+    )
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_data: SplitTensors,
+    val_data: SplitTensors,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int = 0,
+    eval_batch_size: int = 512,
+    loss_hook: LossHook | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    label_smoothing: float = 0.0,
+    grad_clip: float | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> list[dict[str, Any]]:
+    """The loop itself: `epochs` passes over `train_data`, one evaluation per epoch.
+
+    A recipe manager attaches to `optimizer` (its hooks run around each step) and adds its
+    loss terms through `loss_hook`; the loop needs to know nothing else about it.
+    """
+    loader = train_data.loader(batch_size, shuffle=True, seed=seed)
     history: list[dict[str, Any]] = []
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         model.train()
         started = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(loader, desc=f"{desc} {epoch}/{cfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(loader, desc=f"{desc} {epoch}/{epochs}", disable=not progress, leave=False)
         for inputs, labels in bar:
             outputs = model(**inputs)
-            loss = nn.functional.cross_entropy(outputs, labels, label_smoothing=cfg.label_smoothing)
-            if hooks is not None:
-                loss = hooks.on_loss(loss, inputs, outputs, labels)
+            loss = nn.functional.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
+            if loss_hook is not None:
+                loss = loss_hook(loss, inputs, outputs, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            scheduler.step()
-            if hooks is not None:
-                hooks.after_step()
+            if scheduler is not None:
+                scheduler.step()
             seen += len(labels)
             loss_sum += float(loss.detach()) * len(labels)
             correct += int((outputs.argmax(1) == labels).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        val = evaluate(model, val_data, cfg.eval_batch_size)
+        val = evaluate(model, val_data, eval_batch_size)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / seen,
@@ -141,7 +169,7 @@ def train(
         history.append(row)
         if progress:
             tqdm.write(
-                f"{desc} epoch {epoch}/{cfg.epochs}: train_loss {row['train_loss']:.4f} "
+                f"{desc} epoch {epoch}/{epochs}: train_loss {row['train_loss']:.4f} "
                 f"val_loss {val.loss:.4f} val_accuracy {val.accuracy:.4f} ({row['seconds']}s)"
             )
     return history

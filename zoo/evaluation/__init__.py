@@ -1,0 +1,1 @@
+"""Measuring models: accuracy and agreement, and CPU speed, memory and size."""

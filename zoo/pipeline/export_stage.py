@@ -1,0 +1,106 @@
+"""The export stage: the deployable folder of one zoo entry, with everything measured."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from zoo.data.loaders import collate, load_split
+from zoo.fsutil import sha256_file
+from zoo.index.schema import Lineage
+from zoo.pipeline.entries import BenchSettings, EntryConfig, model_dir
+from zoo.pipeline.measure import _tokenizer_for
+from zoo.pipeline.model_io import load_model_folder, read_receipt
+
+# The benchmark figures an index entry keeps (the full table stays in benchmarks.json).
+INDEX_BENCH_KEYS = (
+    "b1_p50_ms",
+    "b64_p50_ms",
+    "b64_throughput",
+    "b64_speedup",
+    "b64_peak_memory_mb",
+    "size_bytes",
+    "flops",
+    "flops_sparse",
+)
+
+
+def data_hash(folder: Path) -> str:
+    """One sha256 over the prepared split files, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*")):
+        if path.is_file():
+            digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def parent_stub(entry: EntryConfig, entries: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The stub of the zoo model this entry was made from (None for a dense entry)."""
+    if entry.flow == "dense":
+        return None
+    if entry.parent.endswith(".json"):  # fetched by stub through the client: exact version
+        return str(read_receipt(entry.parent)["ref"])
+    for key, other in entries.items():
+        if entry.parent == model_dir(key) or (
+            other.get("flow") == "dense" and other.get("parent") == entry.parent
+        ):
+            return str(other["stub"])
+    return None
+
+
+def index_metrics(entry: EntryConfig, metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    test, val = metrics["test"], metrics["val"]
+    return {
+        entry.data: {
+            "accuracy": round(test["accuracy"], 6),
+            "loss": round(test["loss"], 6),
+            "val_accuracy": round(val["accuracy"], 6),
+            "retained": round(test["retained"], 6),
+            "agreement": round(test["agreement"], 6),
+        }
+    }
+
+
+def index_benchmarks(bench: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    ours = bench["model"]
+    row = {k: ours[k] for k in INDEX_BENCH_KEYS if k in ours}
+    row["size_ratio"] = bench["size_ratio"]
+    return {bench["machine"]: row}
+
+
+def run_export(
+    entry: EntryConfig,
+    entries: Mapping[str, Mapping[str, Any]],
+    bench: BenchSettings,
+    data_root: Path,
+    source_dir: Path,
+    metrics: Mapping[str, Any],
+    benchmark: Mapping[str, Any],
+    out_dir: Path,
+) -> None:
+    from zoo.compress.export import export_model
+
+    model = load_model_folder(source_dir)
+    samples = load_split(
+        data_root / entry.data,
+        "test",
+        limit=bench.sample_examples,
+        tokenizer=_tokenizer_for(model),
+        max_length=entry.max_length,
+    )
+    inputs, _ = collate([samples.loader(len(samples)).dataset[i] for i in range(len(samples))])
+    export_model(
+        model,
+        out_dir,
+        stub=entry.stub,
+        recipe=entry.recipe,
+        metrics=index_metrics(entry, metrics),
+        benchmarks=index_benchmarks(benchmark),
+        sample_inputs=inputs,
+        lineage=Lineage(
+            parent=parent_stub(entry, entries), data_hash=data_hash(data_root / entry.data)
+        ),
+        card_fields={"dataset": entry.data, "flow": entry.flow, "baseline": entry.baseline},
+    )

@@ -1,0 +1,150 @@
+"""The evaluate and benchmark stages of a zoo entry, each against its dense baseline."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.data.loaders import SplitTensors, load_split
+from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
+from zoo.evaluation.speed import measure_side_by_side, speed_table
+from zoo.models import arch_config_of
+from zoo.pipeline.dense import is_text_model
+from zoo.pipeline.entries import BenchSettings, CompressSettings, EntryConfig
+from zoo.pipeline.model_io import load_model_folder
+from zoo.training import evaluate
+
+EVAL_SPLITS = ("val", "test")
+# MiniLM is benchmarked on real reviews padded to a fixed length, so every batch is alike.
+BENCH_SEQUENCE_LENGTH = 48
+# A float layer this sparse is also timed as a CSR sparse matmul.
+CSR_MIN_SPARSITY = 0.7
+
+
+def _tokenizer_for(model: nn.Module) -> Any:
+    if not is_text_model(arch_config_of(model).arch):
+        return None
+    from zoo.models.text import load_tokenizer
+
+    return load_tokenizer()
+
+
+def run_evaluate(
+    entry: EntryConfig,
+    settings: CompressSettings,
+    data_root: Path,
+    model_dir: Path,
+    baseline_dir: Path,
+) -> dict[str, Any]:
+    """Accuracy and loss per split, and agreement with the baseline's predictions."""
+    model = load_model_folder(model_dir)
+    baseline = load_model_folder(baseline_dir)
+    tokenizer = _tokenizer_for(model)
+    metrics: dict[str, Any] = {}
+    for split in EVAL_SPLITS:
+        data = load_split(
+            data_root / entry.data,
+            split,
+            limit=settings.limit_eval,
+            tokenizer=tokenizer,
+            max_length=entry.max_length,
+        )
+        ours = evaluate(model, data)
+        reference = ours if model_dir == baseline_dir else evaluate(baseline, data)
+        agreement = float((ours.predictions == reference.predictions).float().mean())
+        metrics[split] = {
+            **ours.as_metrics(),
+            "agreement": agreement,
+            "baseline_accuracy": reference.accuracy,
+            "retained": ours.accuracy / reference.accuracy if reference.accuracy else 0.0,
+        }
+    return metrics
+
+
+def _bench_inputs(data: SplitTensors) -> Any:
+    def make(batch_size: int) -> dict[str, torch.Tensor]:
+        if len(data) < batch_size:
+            repeats = -(-batch_size // len(data))
+            return {
+                k: v.repeat(repeats, *[1] * (v.dim() - 1))[:batch_size]
+                for k, v in data.inputs.items()
+            }
+        return {k: v[:batch_size] for k, v in data.inputs.items()}
+
+    return make
+
+
+def _folder_bytes(folder: Path) -> int:
+    from zoo.compress.export import deployable_bytes
+
+    if (folder / "SHA256SUMS").is_file():
+        return deployable_bytes(folder)
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _sparsity(model: nn.Module) -> float:
+    total = count_parameters(model)
+    return 1.0 - count_nonzero(model) / total if total else 0.0
+
+
+def machine_name() -> str:
+    """A stable label of the machine kind benchmarks ran on (no host names)."""
+    return f"{platform.machine()}-{torch.get_num_threads()}threads-cpu"
+
+
+def run_benchmark(
+    entry: EntryConfig,
+    bench: BenchSettings,
+    data_root: Path,
+    model_dir: Path,
+    baseline_dir: Path,
+) -> dict[str, Any]:
+    """Latency, throughput, memory, size, parameters and FLOPs, side by side with the baseline."""
+    model = load_model_folder(model_dir)
+    baseline = load_model_folder(baseline_dir)
+    data = load_split(
+        data_root / entry.data,
+        "test",
+        limit=max(bench.batch_sizes),
+        tokenizer=_tokenizer_for(model),
+        max_length=BENCH_SEQUENCE_LENGTH,
+    )
+    make_inputs = _bench_inputs(data)
+    models: dict[str, nn.Module] = {"model": model, "baseline": baseline}
+    sparsity = _sparsity(model)
+    if sparsity >= CSR_MIN_SPARSITY and not _is_quantized(model):
+        models["model_csr"] = load_model_folder(model_dir, keep="sparse")
+    speeds = speed_table(
+        measure_side_by_side(
+            models, make_inputs, tuple(bench.batch_sizes), rounds=bench.rounds, warmup=bench.warmup
+        ),
+        baseline="baseline",
+    )
+    one = make_inputs(1)
+    result: dict[str, Any] = {"machine": machine_name()}
+    for name, module in (("model", model), ("baseline", baseline)):
+        folder = model_dir if name == "model" else baseline_dir
+        flops = estimate_flops(module, one)
+        result[name] = {
+            **speeds[name],
+            "parameters": count_parameters(module),
+            "nonzero": count_nonzero(module),
+            "sparsity": round(_sparsity(module), 4),
+            "flops": flops["dense"],
+            "flops_sparse": flops["sparse"],
+            "size_bytes": _folder_bytes(folder),
+        }
+    if "model_csr" in speeds:
+        result["model_csr"] = speeds["model_csr"]
+    result["size_ratio"] = round(
+        result["baseline"]["size_bytes"] / result["model"]["size_bytes"], 3
+    )
+    return result
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
