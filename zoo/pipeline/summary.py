@@ -1,4 +1,4 @@
-"""`python -m zoo.pipeline.summary`: a table of what the pipeline produced."""
+"""`python -m zoo.pipeline.summary`: the tables `make demo` ends with."""
 
 from __future__ import annotations
 
@@ -12,67 +12,74 @@ from rich.table import Table
 from zoo.models.checkpoint import read_config
 
 
-def dense_rows(models_dir: Path, metrics_dir: Path) -> list[dict[str, Any]]:
-    rows = []
-    for metrics_path in sorted(metrics_dir.glob("*.json")):
-        flow = metrics_path.stem
-        metrics = json.loads(metrics_path.read_text())
-        checkpoint = models_dir / flow
-        config = read_config(checkpoint) if checkpoint.is_dir() else {}
-        size = sum(f.stat().st_size for f in checkpoint.glob("*")) if checkpoint.is_dir() else 0
-        rows.append(
-            {
-                "flow": flow,
-                "model": config.get("arch", "?"),
-                "dataset": config.get("extra", {}).get("dataset", "?"),
-                "parameters": metrics.get("parameters"),
-                "size_mb": size / 1e6,
-                "val_accuracy": metrics["val"]["accuracy"],
-                "test_accuracy": metrics["test"]["accuracy"],
-                "train_seconds": metrics.get("train_seconds"),
-                "path": str(checkpoint),
-            }
-        )
-    return rows
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
-def render(rows: list[dict[str, Any]]) -> Table:
+def dense_table(models_dir: Path, metrics_dir: Path) -> Table:
     table = Table(title="Dense baselines")
-    for column in (
-        "flow",
-        "model",
-        "dataset",
-        "parameters",
-        "size MB",
-        "val acc",
-        "test acc",
-        "train s",
-        "checkpoint",
-    ):
-        table.add_column(
-            column, justify="right" if column[0].islower() and " " in column else "left"
-        )
-    for r in rows:
+    for column in ("flow", "model", "dataset"):
+        table.add_column(column)
+    for column in ("parameters", "val acc", "test acc", "train s"):
+        table.add_column(column, justify="right")
+    for metrics_path in sorted(metrics_dir.glob("*.json")):
+        metrics = json.loads(metrics_path.read_text())
+        checkpoint = models_dir / metrics_path.stem
+        config = read_config(checkpoint) if checkpoint.is_dir() else {}
         table.add_row(
-            r["flow"],
-            r["model"],
-            r["dataset"],
-            r["path"],
-            f"{r['parameters']:,}",
-            f"{r['size_mb']:.2f}",
-            f"{100 * r['val_accuracy']:.2f}%",
-            f"{100 * r['test_accuracy']:.2f}%",
-            f"{r['train_seconds']}",
+            metrics_path.stem,
+            config.get("arch", "?"),
+            config.get("extra", {}).get("dataset", "?"),
+            f"{metrics.get('parameters', 0):,}",
+            f"{100 * metrics['val']['accuracy']:.2f}%",
+            f"{100 * metrics['test']['accuracy']:.2f}%",
+            f"{metrics.get('train_seconds', '?')}",
+        )
+    return table
+
+
+def zoo_table(entries: dict[str, Any], root: Path) -> Table:
+    table = Table(title="The zoo (each model against its dense baseline)")
+    table.add_column("entry")
+    table.add_column("flow")
+    for column in ("test acc", "retained", "sparsity", "size KB", "smaller", "b64 ms", "faster"):
+        table.add_column(column, justify="right")
+    table.add_column("registered as")
+    for key, entry in entries.items():
+        metrics = _json(root / "metrics/zoo" / f"{key}.json")
+        bench = _json(root / "metrics/bench" / f"{key}.json")
+        receipt = _json(root / "metrics/register" / f"{key}.json")
+        if metrics is None or bench is None:
+            table.add_row(key, entry["flow"], *["-"] * 7, "(not built)")
+            continue
+        ours = bench["model"]
+        table.add_row(
+            key,
+            entry["flow"],
+            f"{100 * metrics['test']['accuracy']:.2f}%",
+            f"{100 * metrics['test']['retained']:.1f}%",
+            f"{100 * ours['sparsity']:.0f}%",
+            f"{ours['size_bytes'] / 1024:.1f}",
+            f"{bench['size_ratio']:.1f}x",
+            f"{ours['b64_p50_ms']:.1f}",
+            f"{ours['b64_speedup']:.2f}x",
+            receipt["ref"] if receipt else "-",
         )
     return table
 
 
 def main() -> int:
-    rows = dense_rows(Path("models/dense"), Path("metrics/dense"))
-    if not rows:
+    from zoo.pipeline.params import load_params
+
+    root = Path(".")
+    console = Console()
+    if not any((root / "metrics/dense").glob("*.json")):
         print("nothing produced yet: run `make demo` (or `dvc repro`)")
         return 1
-    Console().print(render(rows))
+    console.print(dense_table(root / "models/dense", root / "metrics/dense"))
+    entries = load_params(root / "params.yaml").get("zoo", {})
+    if entries:
+        console.print(zoo_table(entries, root))
     return 0
 
 
