@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from zoo.pipeline.stage import run_stage
+from zoo.pipeline.stage import entry_parser, load_entry, run_stage
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--entry", required=True, help="key under zoo: in params.yaml")
-    parser.add_argument("--data-root", type=Path, default=Path("data"))
+    parser = entry_parser(__doc__)
     parser.add_argument("--out", required=True, type=Path, help="model folder")
     parser.add_argument("--plots", required=True, type=Path, help="training history (CSV)")
-    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
 
     def stage() -> None:
         from zoo.fsutil import atomic_write_text
         from zoo.pipeline.compress import run_compress
         from zoo.pipeline.dense import history_csv
-        from zoo.pipeline.entries import compress_settings, entry_config
-        from zoo.pipeline.params import load_params
+        from zoo.pipeline.entries import compress_settings
 
-        params = load_params(args.params)
-        entry = entry_config(params, args.entry)
+        params, entry = load_entry(args)
         history = run_compress(entry, compress_settings(params), args.data_root, args.out)
         # Entries made without training still get a (header-only) curve: DVC wants the file.
         header = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n"

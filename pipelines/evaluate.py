@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from zoo.pipeline.stage import run_stage
+from zoo.pipeline.stage import entry_parser, load_entry, run_stage
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--entry", required=True)
+    parser = entry_parser(__doc__)
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--baseline", required=True, type=Path)
-    parser.add_argument("--data-root", type=Path, default=Path("data"))
     parser.add_argument("--metrics", required=True, type=Path)
-    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
 
     def stage() -> None:
         from zoo.fsutil import atomic_write_json
-        from zoo.pipeline.entries import compress_settings, entry_config
+        from zoo.pipeline.entries import compress_settings
         from zoo.pipeline.measure import run_evaluate
-        from zoo.pipeline.params import load_params
 
-        params = load_params(args.params)
-        entry = entry_config(params, args.entry)
+        params, entry = load_entry(args)
         metrics = run_evaluate(
             entry, compress_settings(params), args.data_root, args.model, args.baseline
         )

@@ -219,6 +219,32 @@ class Modifier:
         """Once at the end: remove hooks/parametrizations, leave plain tensors behind."""
 
 
+@dataclass(kw_only=True)
+class TransformOnceModifier(Modifier):
+    """A modifier that rewrites the model once: one-shot, or when its start epoch is
+    reached in a train stage (low-rank factorisation, weight sharing). Subclasses
+    implement `apply(model, optimizer)` and set `self._done = True` when it has run."""
+
+    oneshot_capable: ClassVar[bool] = True
+    _done: bool = field(default=False, init=False, repr=False)
+
+    def apply(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> Any:
+        raise NotImplementedError
+
+    def apply_oneshot(self, state: ModifierState) -> None:
+        self.apply(state.model, state.optimizer)
+
+    def _apply_when_started(self, state: ModifierState) -> None:
+        if not self._done and self.started(state):
+            self.apply(state.model, state.optimizer)
+
+    def initialize(self, state: ModifierState) -> None:
+        self._apply_when_started(state)
+
+    def after_step(self, state: ModifierState) -> None:
+        self._apply_when_started(state)
+
+
 def remove_handles(handles: Iterable[Any]) -> None:
     """Remove torch hook handles (anything with .remove()) collected by a modifier."""
     for handle in handles:

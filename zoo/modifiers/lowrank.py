@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from zoo.modifiers.base import Modifier, ModifierState, ParamSelector
+from zoo.modifiers.base import ParamSelector, TransformOnceModifier
 from zoo.modifiers.selection import ALL_PRUNABLE, select_params
 
 
@@ -174,7 +174,7 @@ def restructure(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
 
 
 @dataclass(kw_only=True)
-class LowRankModifier(Modifier):
+class LowRankModifier(TransformOnceModifier):
     """Replace the selected Linear/Conv2d layers by SVD factor pairs (trainable).
 
     Exactly one of `rank_fraction` (keep ceil(f * full rank)) and `energy` (the smallest
@@ -183,7 +183,6 @@ class LowRankModifier(Modifier):
     one-shot, or at `start_epoch` of a train stage (the optimizer is updated in place).
     """
 
-    oneshot_capable: ClassVar[bool] = True
     conflict_group: ClassVar[str | None] = "structure"
 
     params: ParamSelector | None = ALL_PRUNABLE
@@ -192,7 +191,6 @@ class LowRankModifier(Modifier):
     only_if_smaller: bool = True
 
     def __post_init__(self) -> None:
-        self._done = False
         self.ranks: dict[str, int] = {}
 
     def check(self) -> None:
@@ -227,16 +225,3 @@ class LowRankModifier(Modifier):
         self._done = True
         _record(model, self.ranks)
         return dict(self.ranks)
-
-    def apply_oneshot(self, state: ModifierState) -> None:
-        self.apply(state.model, state.optimizer)
-
-    def _maybe(self, state: ModifierState) -> None:
-        if not self._done and self.started(state):
-            self.apply(state.model, state.optimizer)
-
-    def initialize(self, state: ModifierState) -> None:
-        self._maybe(state)
-
-    def after_step(self, state: ModifierState) -> None:
-        self._maybe(state)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from zoo.errors import CheckpointError
-from zoo.modifiers.base import Modifier, ModifierState, ParamSelector
+from zoo.modifiers.base import ModifierState, ParamSelector, TransformOnceModifier
 from zoo.modifiers.lowrank import replace_params_in_optimizer
 from zoo.modifiers.selection import ALL_PRUNABLE, select_params
 
@@ -196,11 +196,10 @@ def load_shared(model: nn.Module, tensors: dict[str, torch.Tensor], config: dict
 
 
 @dataclass(kw_only=True)
-class WeightSharingModifier(Modifier):
+class WeightSharingModifier(TransformOnceModifier):
     """Cluster each selected layer into 2^bits shared values at `start_epoch` (or one-shot)
     and fine-tune the shared values; `finalize` bakes them back into plain weights."""
 
-    oneshot_capable: ClassVar[bool] = True
     conflict_group: ClassVar[str | None] = "structure"
 
     params: ParamSelector | None = ALL_PRUNABLE
@@ -210,7 +209,6 @@ class WeightSharingModifier(Modifier):
 
     def __post_init__(self) -> None:
         self._shared: dict[str, SharedWeight] = {}
-        self._done = False
 
     def check(self) -> None:
         super().check()
@@ -233,19 +231,6 @@ class WeightSharingModifier(Modifier):
         recorded["layers"] = sorted({*recorded["layers"], *self._shared})
         setattr(model, LAYERS_ATTR, recorded)
         self._done = True
-
-    def apply_oneshot(self, state: ModifierState) -> None:
-        self.apply(state.model, state.optimizer)
-
-    def _maybe(self, state: ModifierState) -> None:
-        if not self._done and self.started(state):
-            self.apply(state.model, state.optimizer)
-
-    def initialize(self, state: ModifierState) -> None:
-        self._maybe(state)
-
-    def after_step(self, state: ModifierState) -> None:
-        self._maybe(state)
 
     def finalize(self, state: ModifierState) -> None:
         for shared in self._shared.values():

@@ -65,7 +65,7 @@ def _when(mod: Any, run_type: str) -> str:
 def _target(mod: Any) -> str:
     parts = []
     for f in dataclasses.fields(mod):
-        if f.name in _COMMON:
+        if f.name in _COMMON or not f.init:  # internal state is not part of the recipe
             continue
         value = getattr(mod, f.name)
         default = f.default if f.default is not dataclasses.MISSING else None

@@ -139,7 +139,10 @@ def fit(
         model.train()
         started = time.perf_counter()
         seen, loss_sum, correct = 0, 0.0, 0
-        bar = tqdm(loader, desc=f"{desc} {epoch}/{epochs}", disable=not progress, leave=False)
+        # disable=None: a bar on a terminal, none in logs (per-epoch lines are written anyway).
+        bar = tqdm(
+            loader, desc=f"{desc} {epoch}/{epochs}", disable=None if progress else True, leave=False
+        )
         for inputs, labels in bar:
             outputs = model(**inputs)
             loss = nn.functional.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
