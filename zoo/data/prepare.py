@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from zoo.data.sources import Arrays, DatasetSpec, get_dataset_spec, verified_source_dir
-from zoo.fsutil import atomic_dir
+from zoo.fsutil import atomic_dir, sha256_file
 
 SPLITS = ("train", "val", "test")
 META = "meta.json"
@@ -51,6 +52,15 @@ def make_splits(spec: DatasetSpec, source_dir: Path, seed: int) -> dict[str, Arr
         "val": _take(pool, val_idx),
         "test": _take(pool, test_idx),
     }
+
+
+def dataset_digest(folder: str | Path) -> str:
+    """One sha256 over a prepared dataset's files (splits and meta.json), in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*")):
+        if path.is_file():
+            digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def prepare_dataset(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 Inputs = dict[str, torch.Tensor]
+MIN_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,26 @@ def measure_side_by_side(
     batch_sizes: tuple[int, ...] = (1, 64),
     rounds: int = 30,
     warmup: int = 3,
+    budget_s: float = 4.0,
 ) -> dict[str, dict[int, Speed]]:
-    """Latency percentiles of every model at every batch size, timed in interleaved rounds."""
+    """Latency percentiles of every model at every batch size, timed in interleaved rounds.
+
+    At most `rounds` rounds, fewer when a round of all models would take the whole run past
+    `budget_s` seconds per batch size (large models), but never fewer than five.
+    """
     for model in models.values():
         model.eval()
     results: dict[str, dict[int, Speed]] = {name: {} for name in models}
     for batch_size in batch_sizes:
         inputs = make_inputs(batch_size)
+        started = time.perf_counter()
         for model in models.values():
             for _ in range(warmup):
                 model(**inputs)
+        per_round = (time.perf_counter() - started) / max(1, warmup)
+        planned = max(MIN_ROUNDS, min(rounds, int(budget_s / max(per_round, 1e-9))))
         timings: dict[str, list[float]] = {name: [] for name in models}
-        for _ in range(rounds):
+        for _ in range(planned):
             for name, model in models.items():
                 started = time.perf_counter()
                 model(**inputs)

@@ -36,9 +36,10 @@ def calibration_batches(data: SplitTensors, settings: CompressSettings) -> list[
 
 
 def _data_config(entry: EntryConfig, settings: CompressSettings) -> DataConfig:
+    limits = [n for n in (settings.limit_train, entry.limit_train) if n is not None]
     return DataConfig(
         name=entry.data,
-        limit_train=settings.limit_train,
+        limit_train=min(limits) if limits else None,
         limit_eval=settings.limit_eval,
         max_length=entry.max_length,
     )

@@ -40,6 +40,7 @@ class EntryConfig:
     lr: float = 0.001  # initial learning rate; LR modifiers in the recipe take over from it
     weight_decay: float = 0.0
     max_length: int = 64  # text: tokens per example
+    limit_train: int | None = None  # train on the first N examples only (with compress's)
 
     def __post_init__(self) -> None:
         if self.flow not in FLOWS:
@@ -65,6 +66,7 @@ class CompressSettings:
 class BenchSettings:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 64])
     rounds: int = 30
+    budget_s: float = 4.0
     warmup: int = 3
     sample_examples: int = 8  # sample inputs/outputs shipped with an export
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from zoo.data.loaders import collate, load_split
-from zoo.fsutil import sha256_file
+from zoo.data.prepare import dataset_digest
 from zoo.index.schema import Lineage
 from zoo.pipeline.entries import BenchSettings, EntryConfig, model_dir
 from zoo.pipeline.measure import _tokenizer_for
@@ -25,15 +24,6 @@ INDEX_BENCH_KEYS = (
     "flops",
     "flops_sparse",
 )
-
-
-def data_hash(folder: Path) -> str:
-    """One sha256 over the prepared split files, in name order."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*")):
-        if path.is_file():
-            digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
-    return digest.hexdigest()
 
 
 def parent_stub(entry: EntryConfig, entries: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -100,7 +90,7 @@ def run_export(
         benchmarks=index_benchmarks(benchmark),
         sample_inputs=inputs,
         lineage=Lineage(
-            parent=parent_stub(entry, entries), data_hash=data_hash(data_root / entry.data)
+            parent=parent_stub(entry, entries), data_hash=dataset_digest(data_root / entry.data)
         ),
         card_fields={"dataset": entry.data, "flow": entry.flow, "baseline": entry.baseline},
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -10,13 +12,15 @@ import torch
 from torch import nn
 
 from zoo.data.loaders import SplitTensors, load_split
+from zoo.data.prepare import dataset_digest
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
 from zoo.evaluation.speed import measure_side_by_side, speed_table
+from zoo.fsutil import atomic_write_json, sha256_file
 from zoo.models import arch_config_of
 from zoo.pipeline.dense import is_text_model
 from zoo.pipeline.entries import BenchSettings, CompressSettings, EntryConfig
 from zoo.pipeline.model_io import load_model_folder
-from zoo.training import evaluate
+from zoo.training import Evaluation, evaluate
 
 EVAL_SPLITS = ("val", "test")
 # MiniLM is benchmarked on real reviews padded to a fixed length, so every batch is alike.
@@ -33,6 +37,48 @@ def _tokenizer_for(model: nn.Module) -> Any:
     return load_tokenizer()
 
 
+EVAL_CACHE = Path(".zoo/cache/evaluations")
+
+
+def folder_digest(folder: Path) -> str:
+    """Identity of a model folder's content: its checksum list, or its config (which
+    records the weights' sha256) for a dense checkpoint."""
+    from zoo.pipeline.model_io import EXPORT_MARKER
+
+    marker = folder / EXPORT_MARKER
+    return sha256_file(marker if marker.is_file() else folder / "config.json")
+
+
+def evaluate_cached(model_dir: Path, data: SplitTensors, key: str) -> Evaluation:
+    """Evaluate the model in `model_dir` on `data`, remembering the result by content.
+
+    Every entry is compared with its baseline, so the baseline's predictions are needed
+    once per entry; they depend only on the baseline's files and the data, so they are
+    computed once and kept under .zoo/cache (a cache: deleting it changes nothing).
+    """
+    digest = hashlib.sha256(f"{folder_digest(model_dir)}:{key}".encode()).hexdigest()
+    path = EVAL_CACHE / f"{digest}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        return Evaluation(
+            accuracy=cached["accuracy"],
+            loss=cached["loss"],
+            n=cached["n"],
+            predictions=torch.tensor(cached["predictions"]),
+        )
+    result = evaluate(load_model_folder(model_dir), data)
+    atomic_write_json(
+        path,
+        {
+            "accuracy": result.accuracy,
+            "loss": result.loss,
+            "n": result.n,
+            "predictions": result.predictions.tolist(),
+        },
+    )
+    return result
+
+
 def run_evaluate(
     entry: EntryConfig,
     settings: CompressSettings,
@@ -42,8 +88,8 @@ def run_evaluate(
 ) -> dict[str, Any]:
     """Accuracy and loss per split, and agreement with the baseline's predictions."""
     model = load_model_folder(model_dir)
-    baseline = load_model_folder(baseline_dir)
     tokenizer = _tokenizer_for(model)
+    data_key = dataset_digest(data_root / entry.data)
     metrics: dict[str, Any] = {}
     for split in EVAL_SPLITS:
         data = load_split(
@@ -54,7 +100,10 @@ def run_evaluate(
             max_length=entry.max_length,
         )
         ours = evaluate(model, data)
-        reference = ours if model_dir == baseline_dir else evaluate(baseline, data)
+        cache_key = f"{data_key}:{split}:{settings.limit_eval}:{entry.max_length}"
+        reference = (
+            ours if model_dir == baseline_dir else evaluate_cached(baseline_dir, data, cache_key)
+        )
         agreement = float((ours.predictions == reference.predictions).float().mean())
         metrics[split] = {
             **ours.as_metrics(),
@@ -120,7 +169,12 @@ def run_benchmark(
         models["model_csr"] = load_model_folder(model_dir, keep="sparse")
     speeds = speed_table(
         measure_side_by_side(
-            models, make_inputs, tuple(bench.batch_sizes), rounds=bench.rounds, warmup=bench.warmup
+            models,
+            make_inputs,
+            tuple(bench.batch_sizes),
+            rounds=bench.rounds,
+            warmup=bench.warmup,
+            budget_s=bench.budget_s,
         ),
         baseline="baseline",
     )
