@@ -53,6 +53,8 @@ def copy_repo(dest: Path) -> Path:
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, cwd=cwd, env=pipeline_env(), capture_output=True, text=True, timeout=timeout
-    )
+    env = pipeline_env()
+    # Module-scoped fixtures run before the per-test isolation fixture: keep the zoo
+    # client's download cache inside the throw-away repo, never in the user's home.
+    env["ZOO_CACHE_DIR"] = str(cwd / ".zoo" / "client-cache")
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
