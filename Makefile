@@ -20,7 +20,17 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Fashion-MNIST ships as a Debian package; Chromium runs the catalog's browser tests.
-SYSTEM_PACKAGES := dataset-fashion-mnist chromium chromium-driver
+DATA_PACKAGES := dataset-fashion-mnist
+TEST_PACKAGES := chromium chromium-driver
+
+# $(call apt_install,PACKAGES): install those not installed yet (nothing to do: no apt call).
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+endef
 
 .PHONY: help
 help: ## list every target
@@ -30,12 +40,12 @@ help: ## list every target
 setup: system-packages $(SETUP_STAMP) $(OLAH_STAMP) ## create .venv with pinned dependencies and install system data (idempotent)
 
 .PHONY: system-packages
-system-packages: ## install the Debian packages the data and tests need (skipped when present)
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages: $$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+system-packages: ## install the Debian packages the data and the tests need (skipped when present)
+	$(call apt_install,$(DATA_PACKAGES) $(TEST_PACKAGES))
+
+.PHONY: data-packages
+data-packages: ## install only the Debian package with the data (all `make demo` needs)
+	$(call apt_install,$(DATA_PACKAGES))
 
 $(SETUP_STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -54,7 +64,7 @@ params: $(SETUP_STAMP) ## compose conf/ into params.yaml (what `dvc exp run` doe
 	$(PY) -m zoo.pipeline.compose
 
 .PHONY: demo
-demo: setup ## set up if needed, reproduce the whole pipeline, print a summary of what was produced
+demo: data-packages $(SETUP_STAMP) ## set up what it needs, reproduce the whole pipeline, print a summary
 	@started=$$(date +%s); \
 	$(BIN)/dvc repro && \
 	$(PY) -m zoo.pipeline.summary && \

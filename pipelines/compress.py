@@ -22,8 +22,7 @@ def main() -> None:
         params, entry = load_entry(args)
         history = run_compress(entry, compress_settings(params), args.data_root, args.out)
         # Entries made without training still get a (header-only) curve: DVC wants the file.
-        header = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n"
-        atomic_write_text(args.plots, history_csv(history) if history else header)
+        atomic_write_text(args.plots, history_csv(history))
         print(f"{entry.key} ({entry.flow}) -> {args.out}")
 
     run_stage(stage)

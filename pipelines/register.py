@@ -12,6 +12,13 @@ from pathlib import Path
 from zoo.pipeline.stage import run_stage
 
 
+def _portable(url: str, repo: Path) -> str:
+    """A local store inside the repository as a relative path: the receipt is committed,
+    and a clone elsewhere must still find the store its transfer stages fetch from."""
+    path, root = Path(url), repo.resolve()
+    return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--export", required=True, type=Path, help="export folder (zoo.json)")
@@ -43,7 +50,7 @@ def main() -> None:
             "ref": result.entry.ref,
             "created": result.created,
             "generation": result.generation,
-            "store": view.store.url,
+            "store": _portable(view.store.url, args.repo),
             "registry_files": sorted(str(p) for p in changed),
         }
         atomic_write_json(args.receipt, receipt)

@@ -302,3 +302,31 @@ def test_pruning_and_qat_compose_into_a_sparse_int8_model(
     for name in ("features.2.0", "features.4.0", "classifier"):
         ints = model.get_submodule(name).weight().int_repr()
         assert float((ints == 0).float().mean()) >= 0.6 - 1e-3  # masks survived QAT and int8
+
+
+def test_qat_conv_bn_forward_matches_torch_and_trains_the_same(trained_cnn: nn.Module) -> None:
+    # Our conv-bn QAT forward divides the weights instead of the outputs by the bn scale:
+    # outputs and gradients must be torch's own, only cheaper to compute.
+    from torch.ao.nn.intrinsic.qat.modules.conv_fused import _ConvBnNd
+    from torch.ao.quantization import FakeQuantizeBase
+
+    ours = copy.deepcopy(trained_cnn)
+    q.prepare_qat(ours)
+    # Activation fake-quant would turn float rounding noise into whole quantization steps.
+    for name, module in ours.named_modules():
+        if isinstance(module, FakeQuantizeBase) and not name.endswith("weight_fake_quant"):
+            module.disable_fake_quant()
+            module.disable_observer()
+    stock = copy.deepcopy(ours)
+    for module in stock.modules():
+        if isinstance(module, _ConvBnNd):
+            del module._forward_approximate  # back to torch's class method
+    assert any(isinstance(m, _ConvBnNd) for m in ours.modules())
+    x = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out_ours, out_stock = ours(x), stock(x)
+    assert torch.allclose(out_ours, out_stock, atol=1e-4, rtol=1e-4)
+    out_ours.square().sum().backward()
+    out_stock.square().sum().backward()
+    for (name, a), (_, b) in zip(ours.named_parameters(), stock.named_parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None, name
+        assert torch.allclose(a.grad, b.grad, atol=1e-3, rtol=1e-3), name

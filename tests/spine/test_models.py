@@ -86,3 +86,14 @@ def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         save_checkpoint(nn.Linear(2, 2), tmp_path / "ck")  # not built by the registry
     assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_twice_gives_identical_bytes(tmp_path: Path) -> None:
+    # DVC hashes outputs by content: a byte that depends on the process (safetensors keeps
+    # its header metadata in a randomly seeded hash map) would re-run every later stage.
+    model = get_model("mlp", hidden=[8])
+    files = set()
+    for attempt in range(12):
+        save_checkpoint(model, tmp_path / f"ck{attempt}")
+        files.add((tmp_path / f"ck{attempt}" / "model.safetensors").read_bytes())
+    assert len(files) == 1

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from zoo.compress import facts
@@ -54,6 +53,7 @@ from zoo.models.registry import arch_config_of, build_from_config
 from zoo.modifiers import lowrank
 from zoo.modifiers import quantization as q
 from zoo.modifiers import weight_sharing as ws
+from zoo.tensorfile import save_tensor_file
 
 COMPRESSED_FORMAT = "zoo-compressed/1"
 SAMPLES = "samples/batch.safetensors"
@@ -224,7 +224,9 @@ def export_model(
     with atomic_dir(folder) as tmp:
         zoo_format = COMPRESSED_FORMAT if compression else CHECKPOINT_FORMAT
         # "pt": huggingface_hub and transformers refuse any other value for `format`.
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt", "zoo_format": zoo_format})
+        save_tensor_file(
+            tensors, tmp / WEIGHTS, metadata={"format": "pt", "zoo_format": zoo_format}
+        )
         config: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             **arch.to_dict(),
@@ -248,7 +250,9 @@ def export_model(
                 else dict(sample_inputs)
             )
             samples = {k: v.detach().contiguous().clone() for k, v in named.items()}
-            save_file({**samples, "output": outputs}, str(tmp / SAMPLES), metadata={"format": "pt"})
+            save_tensor_file(
+                {**samples, "output": outputs}, tmp / SAMPLES, metadata={"format": "pt"}
+            )
         card = render_card(meta, arch.arch, transforms, _sizes(tmp), card_fields)
         (tmp / DEFAULT_CARD).write_text(card)
         (tmp / META_FILE).write_text(meta.to_json())

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from zoo.data.prepare import META, SPLITS
 from zoo.data.sources import DatasetSpec, get_dataset_spec
@@ -72,6 +72,40 @@ def collate(items: list[Batch]) -> Batch:
     return inputs, labels
 
 
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of similar-length texts (what transformers' group_by_length does).
+
+    Each epoch shuffles the examples, sorts them by length within windows of
+    `window` batches, cuts the windows into batches and shuffles the batches. A batch then
+    trims most of its padding, which halves a text epoch here, while the examples a batch
+    holds stay random beyond their length.
+    """
+
+    def __init__(
+        self, lengths: torch.Tensor, batch_size: int, generator: torch.Generator, window: int = 50
+    ) -> None:
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.generator = generator
+        self.window = window
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator)
+        span = self.batch_size * self.window
+        batches: list[list[int]] = []
+        for start in range(0, len(order), span):
+            part = order[start : start + span]
+            part = part[torch.argsort(self.lengths[part], descending=True, stable=True)]
+            batches += [
+                part[i : i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size)
+            ]
+        for index in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[index]
+
+
 @dataclass(frozen=True)
 class SplitTensors:
     """One split ready for a model: its inputs, labels, and the dataset they came from."""
@@ -85,6 +119,14 @@ class SplitTensors:
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader[Any]:
         generator = torch.Generator().manual_seed(seed)
+        mask = self.inputs.get("attention_mask")
+        if shuffle and mask is not None:
+            return DataLoader(
+                TensorBatches(self.inputs, self.labels),
+                batch_sampler=LengthGroupedBatches(mask.sum(1), batch_size, generator),
+                collate_fn=collate,
+                num_workers=0,
+            )
         return DataLoader(
             TensorBatches(self.inputs, self.labels),
             batch_size=batch_size,
@@ -96,6 +138,22 @@ class SplitTensors:
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         yield from self.loader(batch_size)
+
+    def length_order(self) -> torch.Tensor | None:
+        """Indices that sort text examples by length (None for images).
+
+        Batches of similar length trim most of their padding, which is most of the work
+        of evaluating a text model; the order itself is stable, so results are repeatable.
+        """
+        mask = self.inputs.get("attention_mask")
+        if mask is None:
+            return None
+        return torch.argsort(mask.sum(1), stable=True)
+
+    def subset(self, indices: torch.Tensor) -> SplitTensors:
+        return SplitTensors(
+            self.spec, {k: v[indices] for k, v in self.inputs.items()}, self.labels[indices]
+        )
 
 
 def load_split(

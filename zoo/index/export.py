@@ -303,14 +303,13 @@ def _save_hub_compatible(model: Any, folder: Path) -> Path:
     """model.safetensors + config.json as zoo.models.checkpoint lays them out, but with
     safetensors metadata `format: pt`, which huggingface_hub's and transformers' loaders
     require (they refuse any other value); the zoo's own marker goes in `zoo_format`."""
-    from safetensors.torch import save_file
-
     from zoo.models.checkpoint import CONFIG, FORMAT, WEIGHTS
     from zoo.models.registry import arch_config_of
+    from zoo.tensorfile import save_tensor_file
 
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt", "zoo_format": FORMAT})
+    save_tensor_file(state, folder / WEIGHTS, metadata={"format": "pt", "zoo_format": FORMAT})
     config = {
         "format": FORMAT,
         **arch_config_of(model).to_dict(),

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from zoo.errors import CheckpointError
 from zoo.fsutil import atomic_dir, sha256_file
 from zoo.models.registry import ArchConfig, arch_config_of, build_from_config
+from zoo.tensorfile import save_tensor_file
 
 FORMAT = "zoo-checkpoint/1"
 WEIGHTS = "model.safetensors"
@@ -27,7 +28,7 @@ def save_checkpoint(
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_dir(folder) as tmp:
         # "pt" is what huggingface_hub and transformers require to load the file themselves.
-        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "zoo_format": FORMAT})
+        save_tensor_file(state, tmp / WEIGHTS, metadata={"format": "pt", "zoo_format": FORMAT})
         config = {
             "format": FORMAT,
             **arch.to_dict(),

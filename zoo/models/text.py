@@ -59,14 +59,26 @@ def minilm_classifier(
     pretrained: bool = True,
     encoder_config: dict[str, Any] | None = None,
     dropout: float = 0.1,
+    num_layers: int | None = None,
 ) -> nn.Module:
-    """all-MiniLM-L6-v2 text classifier; `pretrained` loads the shipped encoder weights."""
+    """all-MiniLM-L6-v2 text classifier; `pretrained` loads the shipped encoder weights.
+
+    `num_layers` keeps only the first blocks of the encoder (the smoke experiment uses one,
+    so end-to-end tests run the text flow at a sixth of the cost).
+    """
     from transformers import BertConfig, BertModel
 
     if encoder_config is None:
         config = BertConfig.from_pretrained(str(encoder_dir()))
     else:
         config = BertConfig(**encoder_config)
+    if num_layers is not None:
+        if not 1 <= num_layers <= config.num_hidden_layers:
+            raise ValueError(
+                f"num_layers={num_layers} is outside 1..{config.num_hidden_layers}, "
+                "the encoder's number of blocks"
+            )
+        config.num_hidden_layers = num_layers
     if pretrained:
         from transformers.utils import logging as hf_logging
 
@@ -74,7 +86,9 @@ def minilm_classifier(
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            encoder = BertModel.from_pretrained(str(encoder_dir()), add_pooling_layer=False)
+            encoder = BertModel.from_pretrained(
+                str(encoder_dir()), config=config, add_pooling_layer=False
+            )
         finally:
             hf_logging.set_verbosity(level)
     else:

@@ -73,6 +73,24 @@ class _PruningBase(Modifier):
         masks.drop(list(self._resolve(state)))
 
 
+class _ActsAtStart(_PruningBase):
+    """Sets its masks once, at start_epoch (or at initialize when training starts later),
+    and holds them from then on."""
+
+    def _act(self, state: ModifierState) -> None:
+        raise NotImplementedError
+
+    def initialize(self, state: ModifierState) -> None:
+        self._resolve(state)
+        if self.started(state):
+            self._act(state)
+
+    def after_step(self, state: ModifierState) -> None:
+        super().after_step(state)
+        if state.step == state.epoch_to_step(self.epoch_range()[0]):
+            self._act(state)
+
+
 @dataclass(kw_only=True)
 class GMPruningModifier(_PruningBase):
     """Gradual magnitude pruning from init_sparsity to final_sparsity on a cubic schedule."""
@@ -219,7 +237,7 @@ class GlobalMagnitudePruningModifier(GMPruningModifier):
 
 
 @dataclass(kw_only=True)
-class ConstantPruningModifier(_PruningBase):
+class ConstantPruningModifier(_ActsAtStart):
     """Hold the current zeros of the selected weights (sparse transfer learning)."""
 
     conflict_group: ClassVar[str | None] = None  # it keeps masks others made; never fights
@@ -228,21 +246,15 @@ class ConstantPruningModifier(_PruningBase):
 
     params: ParamSelector | None = ALL_PRUNABLE
 
-    def _capture(self, state: ModifierState) -> None:
+    def _act(self, state: ModifierState) -> None:
+        """Capture the zeros as masks (those another modifier already holds stay its)."""
         masks = self._masks(state)
         for name, param in self._resolve(state).items():
             if name not in masks.masks:
                 masks.set(name, param, param.detach() != 0)
 
-    def initialize(self, state: ModifierState) -> None:
-        self._resolve(state)
-        if self.started(state):
-            self._capture(state)
-
     def after_step(self, state: ModifierState) -> None:
         super().after_step(state)
-        if state.step == state.epoch_to_step(self.epoch_range()[0]):
-            self._capture(state)
         if self.ended(state):
             self._masks(state).drop(list(self._resolve(state)))
 
@@ -251,7 +263,7 @@ class ConstantPruningModifier(_PruningBase):
 
 
 @dataclass(kw_only=True)
-class OneShotMagnitudePruningModifier(_PruningBase):
+class OneShotMagnitudePruningModifier(_ActsAtStart):
     """Prune |W| to `sparsity` at once (at start_epoch in a train stage, then hold)."""
 
     oneshot_capable: ClassVar[bool] = True
@@ -275,7 +287,7 @@ class OneShotMagnitudePruningModifier(_PruningBase):
                 "sparsity", f"{self.mask_type} allows at most {structure.max_sparsity:g} sparsity"
             )
 
-    def _prune(self, state: ModifierState) -> None:
+    def _act(self, state: ModifierState) -> None:
         params = self._resolve(state)
         scores = {n: p.detach().abs() for n, p in params.items()}
         if self.global_sparsity:
@@ -287,18 +299,8 @@ class OneShotMagnitudePruningModifier(_PruningBase):
         for name, param in params.items():
             masks.set(name, param, keep[name])
 
-    def initialize(self, state: ModifierState) -> None:
-        self._resolve(state)
-        if self.started(state):
-            self._prune(state)
-
-    def after_step(self, state: ModifierState) -> None:
-        super().after_step(state)
-        if state.step == state.epoch_to_step(self.epoch_range()[0]):
-            self._prune(state)
-
     def apply_oneshot(self, state: ModifierState) -> None:
-        self._prune(state)
+        self._act(state)
         self._masks(state).drop(list(self._resolve(state)))
 
 

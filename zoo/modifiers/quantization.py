@@ -39,6 +39,7 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from types import MethodType
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -348,6 +349,32 @@ def static_qconfig(reduce_range: bool = True) -> Any:
     return QConfig(activation=activation, weight=default.weight)
 
 
+def _conv_bn_forward_scaling_weights(self: Any, input: torch.Tensor) -> torch.Tensor:
+    """torch's `_ConvBnNd._forward_approximate` with the division moved onto the weights.
+
+    torch convolves with the bn-scaled, fake-quantized weights and then divides the whole
+    output by the bn scale to undo it; a convolution is linear in each output channel, so
+    dividing the (far smaller) weights first gives the same values and gradients and saves
+    a divide, its backward and their memory traffic per layer: most of QAT's step overhead
+    on a small CNN.
+    """
+    running_std = torch.sqrt(self.bn.running_var + self.bn.eps)
+    scale = (self.bn.weight / running_std).reshape([-1] + [1] * (self.weight.dim() - 1))
+    weight = self.weight_fake_quant(self.weight * scale) / scale
+    return self.bn(self._conv_forward(input, weight, self.bias))
+
+
+def _speed_up_conv_bn(model: nn.Module) -> None:
+    from torch.ao.nn.intrinsic.qat.modules.conv_fused import _ConvBnNd
+
+    for module in model.modules():
+        if isinstance(module, _ConvBnNd):
+            # An instance attribute: convert() still sees torch's own module class.
+            module._forward_approximate = MethodType(  # type: ignore[method-assign]
+                _conv_bn_forward_scaling_weights, module
+            )
+
+
 def _prepare(
     model: nn.Module,
     scheme: Literal["qat", "static"],
@@ -374,6 +401,7 @@ def _prepare(
             model.get_submodule(name).qconfig = qconfig
         if scheme == "qat":
             prepare_qat(model, inplace=True)
+            _speed_up_conv_bn(model)
         else:
             prepare(model, inplace=True)
     _record(model, plan)

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from zoo.errors import CheckpointError
 from zoo.fsutil import atomic_dir, sha256_file
 from zoo.modifiers import quantization as q
+from zoo.tensorfile import save_tensor_file
 
 FORMAT = "zoo-int8/1"
 WEIGHTS = "model.safetensors"
@@ -146,7 +147,7 @@ def save_quantized(model: nn.Module, folder: str | Path) -> Path:
     tensors, config = quantized_state(model)
     arch = getattr(model, "zoo_arch", None)
     with atomic_dir(folder) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        save_tensor_file(tensors, tmp / WEIGHTS, metadata={"format": FORMAT})
         config["weights"] = {"path": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)}
         if arch is not None:
             config.update(arch.to_dict())

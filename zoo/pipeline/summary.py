@@ -20,7 +20,7 @@ def dense_table(models_dir: Path, metrics_dir: Path) -> Table:
     table = Table(title="Dense baselines")
     for column in ("flow", "model", "dataset"):
         table.add_column(column)
-    for column in ("parameters", "val acc", "test acc", "train s"):
+    for column in ("parameters", "val acc", "test acc"):
         table.add_column(column, justify="right")
     for metrics_path in sorted(metrics_dir.glob("*.json")):
         metrics = json.loads(metrics_path.read_text())
@@ -33,7 +33,6 @@ def dense_table(models_dir: Path, metrics_dir: Path) -> Table:
             f"{metrics.get('parameters', 0):,}",
             f"{100 * metrics['val']['accuracy']:.2f}%",
             f"{100 * metrics['test']['accuracy']:.2f}%",
-            f"{metrics.get('train_seconds', '?')}",
         )
     return table
 
