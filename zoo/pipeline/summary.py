@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def main() -> int:
     from zoo.pipeline.params import load_params
 
     root = Path(".")
-    console = Console()
+    # Logs and pipes get the whole table, not one cut to rich's 80-column default.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     if not any((root / "metrics/dense").glob("*.json")):
         print("nothing produced yet: run `make demo` (or `dvc repro`)")
         return 1
