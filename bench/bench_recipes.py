@@ -135,8 +135,8 @@ def bench_sparsegpt(pattern: str, sequences: int, batch: int, max_length: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--sequences", type=int, default=128)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
