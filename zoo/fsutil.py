@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 
@@ -23,25 +23,42 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` through a unique temporary file and a rename.
+@contextlib.contextmanager
+def temp_beside(target: Path, prefix: str | None = None) -> Iterator[Path]:
+    """A new empty file in `target`'s folder, removed when the block ends unless it was
+    renamed or linked into place by then.
 
-    The temporary file lives in the same folder so the rename stays on one filesystem,
-    which is what makes it atomic; fsync first so a crash cannot leave an empty file.
+    Same folder, same filesystem: that is what makes the final rename or link atomic.
     """
-    target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=prefix or f".{target.name}.", suffix=".tmp"
+    )
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
+        yield Path(tmp)
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+
+
+@contextlib.contextmanager
+def synced_writer(path: Path) -> Iterator[BinaryIO]:
+    """Open `path` for writing; on success flush and fsync it, so that a crash right after
+    the rename cannot leave an empty file in place."""
+    with open(path, "wb") as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` through a unique temporary file and a rename."""
+    target = Path(path)
+    with temp_beside(target) as tmp:
+        with synced_writer(tmp) as out:
+            out.write(data)
+        os.replace(tmp, target)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

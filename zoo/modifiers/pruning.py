@@ -67,10 +67,13 @@ class _PruningBase(Modifier):
     def after_step(self, state: ModifierState) -> None:
         self._masks(state).mask_weights(state.step)
 
+    def _release(self, state: ModifierState) -> None:
+        """Stop holding this modifier's masks (the zeros stay in the weights)."""
+        self._masks(state).drop(list(self._resolve(state)))
+
     def finalize(self, state: ModifierState) -> None:
-        masks = self._masks(state)
-        masks.mask_weights(-2)  # one last time, whatever step we are at
-        masks.drop(list(self._resolve(state)))
+        self._masks(state).mask_weights(-2)  # one last time, whatever step we are at
+        self._release(state)
 
 
 class _ActsAtStart(_PruningBase):
@@ -200,7 +203,7 @@ class GMPruningModifier(_PruningBase):
             self._update(state, fraction)
         t1 = self.schedule_steps(state)[1]
         if not self.leave_enabled and state.step >= t1 and state.step > 0:
-            self._masks(state).drop(list(self._resolve(state)))
+            self._release(state)
 
     def selector_entries(self) -> set[str]:
         entries: set[str] = set()
@@ -226,7 +229,7 @@ class GMPruningModifier(_PruningBase):
 
     def apply_oneshot(self, state: ModifierState) -> None:
         self._update(state, 1.0)
-        self._masks(state).drop(list(self._resolve(state)))
+        self._release(state)
 
 
 @dataclass(kw_only=True)
@@ -256,7 +259,7 @@ class ConstantPruningModifier(_ActsAtStart):
     def after_step(self, state: ModifierState) -> None:
         super().after_step(state)
         if self.ended(state):
-            self._masks(state).drop(list(self._resolve(state)))
+            self._release(state)
 
     def apply_oneshot(self, state: ModifierState) -> None:
         """Nothing to hold in a one-shot stage: zeros stay zero without training."""
@@ -301,7 +304,7 @@ class OneShotMagnitudePruningModifier(_ActsAtStart):
 
     def apply_oneshot(self, state: ModifierState) -> None:
         self._act(state)
-        self._masks(state).drop(list(self._resolve(state)))
+        self._release(state)
 
 
 def _structure(mod: Modifier, value: str | list[int], name: str) -> MaskStructure:
@@ -396,7 +399,7 @@ class _CalibratedPruning(_PruningBase):
 
     def apply_oneshot(self, state: ModifierState) -> None:
         self._run(state)
-        self._masks(state).drop(list(self._resolve(state)))
+        self._release(state)
 
 
 @dataclass(kw_only=True)

@@ -39,21 +39,38 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def _slice_linear(
-    layer: nn.Linear, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None
-) -> nn.Linear:
+def _sliced_weight(
+    layer: nn.Linear | nn.Conv2d, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None
+) -> torch.Tensor:
     weight = layer.weight.detach()
     if out_idx is not None:
         weight = weight[out_idx]
     if in_idx is not None:
         weight = weight[:, in_idx]
-    new = nn.Linear(weight.shape[1], weight.shape[0], bias=layer.bias is not None)
-    new = new.to(dtype=weight.dtype, device=weight.device)
+    return weight
+
+
+def _fill_sliced(
+    new: nn.Linear | nn.Conv2d,
+    layer: nn.Linear | nn.Conv2d,
+    weight: torch.Tensor,
+    out_idx: torch.Tensor | None,
+) -> None:
+    """Copy the kept weights (and the kept outputs' biases) into the smaller layer."""
     with torch.no_grad():
         new.weight.copy_(weight)
         if layer.bias is not None and new.bias is not None:
             bias = layer.bias.detach()
             new.bias.copy_(bias[out_idx] if out_idx is not None else bias)
+
+
+def _slice_linear(
+    layer: nn.Linear, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None
+) -> nn.Linear:
+    weight = _sliced_weight(layer, out_idx, in_idx)
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=layer.bias is not None)
+    new = new.to(dtype=weight.dtype, device=weight.device)
+    _fill_sliced(new, layer, weight, out_idx)
     return new
 
 
@@ -64,11 +81,7 @@ def _slice_conv(
         raise RecipeError(
             "structured pruning of grouped convolutions is not supported", field="params"
         )
-    weight = layer.weight.detach()
-    if out_idx is not None:
-        weight = weight[out_idx]
-    if in_idx is not None:
-        weight = weight[:, in_idx]
+    weight = _sliced_weight(layer, out_idx, in_idx)
     new = nn.Conv2d(
         weight.shape[1],
         weight.shape[0],
@@ -79,11 +92,7 @@ def _slice_conv(
         bias=layer.bias is not None,
         padding_mode=layer.padding_mode,
     ).to(dtype=weight.dtype, device=weight.device)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if layer.bias is not None and new.bias is not None:
-            bias = layer.bias.detach()
-            new.bias.copy_(bias[out_idx] if out_idx is not None else bias)
+    _fill_sliced(new, layer, weight, out_idx)
     return new
 
 

@@ -8,10 +8,8 @@ the old document or the new one, never a mix.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +17,7 @@ from typing import BinaryIO
 from filelock import FileLock, Timeout
 
 from zoo.errors import BlobNotFoundError, ChecksumMismatchError, StoreConflictError, StoreError
-from zoo.fsutil import atomic_write_bytes
+from zoo.fsutil import atomic_write_bytes, synced_writer, temp_beside
 from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key, sha256_bytes
 
 LOCK_DIR = ".locks"
@@ -44,25 +42,18 @@ class LocalStore(Store):
         target = self._path(blob_key(sha256))
         if target.exists():
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{sha256[:16]}.", suffix=".tmp")
-        try:
+        with temp_beside(target, prefix=f".{sha256[:16]}.") as tmp:
             digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            with synced_writer(tmp) as out, open(source, "rb") as src:
                 for block in iter(lambda: src.read(CHUNK), b""):
                     digest.update(block)
                     out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
             if digest.hexdigest() != sha256:
                 raise ChecksumMismatchError(str(source), sha256, digest.hexdigest(), "upload")
             return self._link_new(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     @staticmethod
-    def _link_new(tmp: str, target: Path) -> bool:
+    def _link_new(tmp: Path, target: Path) -> bool:
         # link() refuses an existing target: creation is atomic and never overwrites.
         try:
             os.link(tmp, target)
@@ -116,17 +107,10 @@ class LocalStore(Store):
         target = self._path(key)
         if target.exists():
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
+        with temp_beside(target) as tmp:
+            with synced_writer(tmp) as out:
                 out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
             return self._link_new(tmp, target)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
 
     def put_if_match(self, key: str, data: bytes, etag: str | None) -> str:
         target = self._path(key)
