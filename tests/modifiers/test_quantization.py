@@ -346,3 +346,40 @@ def test_qat_conv_bn_forward_matches_torch_and_trains_the_same(trained_cnn: nn.M
     for (name, a), (_, b) in zip(ours.named_parameters(), stock.named_parameters(), strict=True):
         assert a.grad is not None and b.grad is not None, name
         assert torch.allclose(a.grad, b.grad, atol=1e-3, rtol=1e-3), name
+
+
+def _fake_quant_before_pooling(model: nn.Module) -> int:
+    """Undo our move: the conv observes its own output again, as torch.ao places it."""
+    from torch.ao.quantization.quantize import _observer_forward_hook
+
+    moved = 0
+    for module in model.modules():
+        for key, hook in list(module._forward_hooks.items()):
+            if isinstance(hook, q._PooledFakeQuant):
+                del module._forward_hooks[key]
+                owner = next(
+                    m
+                    for m in model.modules()
+                    if getattr(m, "activation_post_process", None) is hook.fake_quant
+                )
+                owner.register_forward_hook(_observer_forward_hook)
+                moved += 1
+    return moved
+
+
+def test_qat_fake_quant_after_pooling_changes_neither_values_nor_the_int8_model(
+    trained_cnn: nn.Module, fashion: dict[str, torch.Tensor]
+) -> None:
+    ours = copy.deepcopy(trained_cnn)
+    q.prepare_qat(ours)
+    stock = copy.deepcopy(ours)
+    assert _fake_quant_before_pooling(stock) == 3  # one per conv-bn-relu + max-pool block
+    x = fashion["x"][:64]
+    for _ in range(3):  # training-mode passes: observers and batch norms move alike
+        assert torch.equal(ours(x), stock(x))
+    for model in (ours, stock):
+        q.convert(model)
+    assert not any(
+        isinstance(h, q._PooledFakeQuant) for m in ours.modules() for h in m._forward_hooks.values()
+    )
+    assert torch.equal(ours(x), stock(x))

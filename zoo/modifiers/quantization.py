@@ -375,6 +375,71 @@ def _speed_up_conv_bn(model: nn.Module) -> None:
             )
 
 
+# The forward hook torch.ao's prepare() hangs on a module to observe/fake-quantize its output.
+OBSERVER_HOOK = "_observer_forward_hook"
+
+
+class _PooledFakeQuant:
+    """Forward hook on a max-pool: the fake-quant of the conv before it, on the pooled output.
+
+    Max-pooling commutes with a monotone quantizer, so fake-quantizing after the pool gives
+    the values fake-quantizing before it would, on a quarter of the elements. The observer
+    sees the same maximum, and after a ReLU its range includes zero either way (torch's
+    observers always include zero), so the conv's int8 output parameters do not change.
+    Activation fake-quant is most of QAT's step overhead on a small CNN.
+    """
+
+    def __init__(self, fake_quant: nn.Module) -> None:
+        self.fake_quant = fake_quant
+
+    def __call__(self, module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+        return self.fake_quant(output)
+
+
+def _output_of(module: nn.Module) -> nn.Module:
+    """The module whose output a container's output is (Identity placeholders skipped)."""
+    from torch.ao.nn.intrinsic.modules.fused import _FusedModule
+
+    # Fused modules subclass Sequential too, but run as one layer.
+    if isinstance(module, nn.Sequential) and not isinstance(module, _FusedModule):
+        for child in reversed(list(module.children())):
+            if not isinstance(child, nn.Identity):
+                return _output_of(child)
+    return module
+
+
+def _fake_quant_after_pooling(model: nn.Module) -> None:
+    import torch.ao.nn.intrinsic.qat as nniqat
+
+    relu_fused = (nniqat.ConvBnReLU1d, nniqat.ConvBnReLU2d, nniqat.ConvReLU1d, nniqat.ConvReLU2d)
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        previous: nn.Module | None = None
+        for child in seq.children():
+            if isinstance(child, nn.Identity):
+                continue
+            producer = _output_of(previous) if previous is not None else None
+            previous = child
+            if not isinstance(child, (nn.MaxPool1d, nn.MaxPool2d)):
+                continue
+            if not isinstance(producer, relu_fused):
+                continue
+            hooks = producer._forward_hooks
+            observing = [k for k, h in hooks.items() if getattr(h, "__name__", "") == OBSERVER_HOOK]
+            if not observing:
+                continue
+            for key in observing:
+                del hooks[key]
+            fake_quant = producer.get_submodule("activation_post_process")
+            child.register_forward_hook(_PooledFakeQuant(fake_quant))
+
+
+def _drop_pooled_fake_quant(model: nn.Module) -> None:
+    """convert() replaces the convs; the pools must not fake-quantize int8 tensors after."""
+    for module in model.modules():
+        for key in [k for k, h in module._forward_hooks.items() if isinstance(h, _PooledFakeQuant)]:
+            del module._forward_hooks[key]
+
+
 def _prepare(
     model: nn.Module,
     scheme: Literal["qat", "static"],
@@ -402,6 +467,7 @@ def _prepare(
         if scheme == "qat":
             prepare_qat(model, inplace=True)
             _speed_up_conv_bn(model)
+            _fake_quant_after_pooling(model)
         else:
             prepare(model, inplace=True)
     _record(model, plan)
@@ -452,6 +518,7 @@ def convert(model: nn.Module) -> nn.Module:
 
     torch.backends.quantized.engine = BACKEND
     model.eval()
+    _drop_pooled_fake_quant(model)
     with _quiet():
         ao_convert(model, inplace=True)
     return model
