@@ -13,7 +13,7 @@ from tests.client.conftest import SMALL, CliResult
 from zoo.client import api
 from zoo.client.load import load_folder
 from zoo.client.testing import DemoModel, make_export
-from zoo.errors import CheckpointError, ModelValidationError
+from zoo.errors import CompressedFormatError, ModelValidationError
 from zoo.index.publish import publish
 
 BASE = "zoo:cv/classification/mlp/fashion_mnist/base"
@@ -64,7 +64,7 @@ def test_unknown_compression_format_is_a_clear_error(tmp_path: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     config["compression"] = {"format": "sparse-bitmask"}
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="sparse-bitmask"):
+    with pytest.raises(CompressedFormatError, match="sparse-bitmask"):
         load_folder(folder)
 
 

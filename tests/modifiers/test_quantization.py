@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,12 +18,12 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.compress import int8 as qio
 from zoo.data.loaders import image_tensor
 from zoo.data.sources import get_dataset_spec
 from zoo.errors import RecipeError
 from zoo.models import get_model
 from zoo.modifiers import quantization as q
-from zoo.modifiers import quantization_io as qio
 from zoo.recipes import RecipeManager, oneshot, parse_recipe
 
 
@@ -174,22 +175,25 @@ def test_qat_recipe_fake_quantizes_freezes_and_converts(
 
 
 def test_int8_model_saves_as_int8_values_and_scales_and_loads_without_pickle(
-    trained_cnn: nn.Module, fashion: dict[str, torch.Tensor], tmp_path: object
+    trained_cnn: nn.Module, fashion: dict[str, torch.Tensor], tmp_path: Path
 ) -> None:
+    from zoo.compress.export import export_model
+    from zoo.compress.load import load_exported
+
     model = copy.deepcopy(trained_cnn)
     q.quantize_static(model, [fashion["x"][:128]])
     with torch.no_grad():
         expected = model(fashion["test"])
-    folder = qio.save_quantized(model, tmp_path / "int8")  # type: ignore[operator]
-
-    tensors = load_file(str(folder / qio.WEIGHTS))
-    config = json.loads((folder / qio.CONFIG).read_text())
+    tensors, config = qio.quantized_state(model)
     conv = "features.0.0.weight"  # names survive quantization
     assert tensors[conv].dtype == torch.int8
     assert tensors[conv + ".__scales"].shape == (16,)  # one scale per output channel
     assert config["entries"][conv] == {"kind": "per_channel", "dtype": "qint8", "axis": 0}
 
-    loaded = qio.load_quantized(folder)  # rebuilt from the recorded architecture
+    # The one int8 format on disk is the export's (no second, test-only writer).
+    export_model(model, tmp_path / "int8", compress=False)
+    assert load_file(str(tmp_path / "int8/model.safetensors"))[conv].dtype == torch.int8
+    loaded = load_exported(tmp_path / "int8")  # rebuilt from the recorded architecture
     with torch.no_grad():
         assert torch.equal(loaded(fashion["test"]), expected)
 

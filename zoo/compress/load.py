@@ -1,9 +1,10 @@
-"""Load an export folder (zoo/compress/export.py) back into a runnable nn.Module, no pickle.
+"""Load any model folder back into a runnable nn.Module, no pickle: the one entry point.
 
-Rebuild the architecture from config.json, replay the recorded transforms on it in order
-(low-rank pairs, resized layers), decode the packed weights, then load them: int8 through
-zoo.modifiers.quantization_io.build_quantized, weight-shared layers through
-zoo.modifiers.weight_sharing.load_shared, everything else with a strict load_state_dict.
+Dense checkpoints (zoo.models.checkpoint) and compressed exports (zoo/compress/export.py)
+share config.json's layout; `load_exported` reads the config, checks the files, then
+zoo.compress.format.build_model rebuilds the architecture, replays the recorded
+transforms and loads the weights. The zoo client, the pipeline stages and export's own
+check all load through here.
 """
 
 from __future__ import annotations
@@ -14,26 +15,17 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from zoo.compress import int8 as int8_replay
-from zoo.compress.export import CHECKSUMS, COMPRESSED_FORMAT, TRANSFORMS
-from zoo.compress.sparse import unpack_bits, unpack_notes, unpack_state
-from zoo.compress.structure import resize
+from zoo.compress.format import CHECKSUMS, CSR_MIN_SPARSITY, build_model
 from zoo.errors import ChecksumMismatchError, CompressedFormatError, ExportFileMissingError
 from zoo.fsutil import sha256_file
 from zoo.models.checkpoint import CONFIG, WEIGHTS
 from zoo.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from zoo.models.registry import ArchConfig, build_from_config
-from zoo.modifiers import lowrank
-from zoo.modifiers import weight_sharing as ws
 
 Keep = Literal["dense", "sparse"]
-#: Linear layers at least this sparse run as CSR matmuls with keep="sparse".
-CSR_MIN_SPARSITY = 0.7
 
 
 def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -81,75 +73,6 @@ def _weights(folder: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def build_model(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module:
-    """The model that config.json + the weights file's tensors describe, in eval mode."""
-    model = build_from_config(ArchConfig.from_dict(config))
-    compression = config.get("compression")
-    if not compression:
-        model.load_state_dict(tensors, strict=True)
-        return model.eval()
-    if compression.get("format") != COMPRESSED_FORMAT:
-        raise CompressedFormatError(
-            f"compression format {compression.get('format')!r} is not {COMPRESSED_FORMAT}; "
-            "upgrade the zoo package"
-        )
-    encoding = compression.get("encoding", {})
-    state = tensors if encoding.get("format") == "plain" else unpack_state(tensors, encoding)
-    int8: dict[str, Any] | None = None
-    shared: dict[str, Any] | None = None
-    for transform in compression.get("transforms", []):
-        kind = transform.get("type")
-        if kind == "lowrank":
-            lowrank.restructure(model, {k: int(v) for k, v in transform["ranks"].items()})
-        elif kind == "resize":
-            resize(model, transform["modules"])
-        elif kind == "weight_sharing":
-            shared = transform
-        elif kind == "int8":
-            int8 = transform
-        else:
-            raise CompressedFormatError(
-                f"unknown compression transform {kind!r} in config.json; this zoo replays "
-                f"{', '.join(TRANSFORMS)}. Upgrade the zoo package."
-            )
-    if int8 is not None:
-        from zoo.modifiers.quantization_io import build_quantized
-
-        # Packed, the bulky details live in the weights' table of contents.
-        details = {} if "entries" in int8 else unpack_notes(tensors, encoding).get("int8", {})
-        config8 = int8_replay.join(int8, details, list(state))
-        return build_quantized(model, state, config8).eval()
-    shared_tensors = _take_shared(state, shared) if shared else {}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    allowed = {f"{layer}.weight" for layer in (shared or {}).get("layers", {})}
-    if unexpected or set(missing) - allowed:
-        raise CompressedFormatError(
-            f"the weights do not fit the rebuilt model: missing {sorted(set(missing) - allowed)}, "
-            f"unexpected {sorted(unexpected)}"
-        )
-    if shared:
-        ws.load_shared(
-            model,
-            shared_tensors,
-            {"format": ws.FORMAT, "bits": shared["bits"], "layers": shared["layers"]},
-        )
-        setattr(model, ws.LAYERS_ATTR, {"bits": shared["bits"], "layers": sorted(shared["layers"])})
-    return model.eval()
-
-
-def _take_shared(state: dict[str, torch.Tensor], shared: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Pop each shared layer's packed indices + codebook out of `state`, indices unpacked."""
-    bits = int(shared["bits"])
-    out: dict[str, torch.Tensor] = {}
-    for layer, shape in shared["layers"].items():
-        count = int(np.prod(shape, dtype=np.int64))
-        out[f"{layer}.weight.indices"] = unpack_bits(
-            state.pop(f"{layer}.weight.indices"), bits, count
-        )
-        out[f"{layer}.weight.codebook"] = state.pop(f"{layer}.weight.codebook")
-    return out
-
-
 class CsrLinear(nn.Module):
     """A Linear whose weight is a CSR sparse matrix: y = x W^T + b as a sparse matmul."""
 
@@ -189,7 +112,7 @@ def to_sparse_linears(model: nn.Module, min_sparsity: float = CSR_MIN_SPARSITY) 
 def load_exported(
     folder: str | os.PathLike[str], *, verify: bool = True, keep: Keep = "dense"
 ) -> nn.Module:
-    """Rebuild the model of an export folder, in eval mode.
+    """Rebuild the model of any model folder (dense checkpoint or export), in eval mode.
 
     `verify` checks the sha256 of every file recorded in SHA256SUMS and config.json
     (ChecksumMismatchError names the file and both hashes). int8 models come back as int8
@@ -207,12 +130,4 @@ def load_exported(
         to_sparse_linears(model)
     elif keep != "dense":
         raise ValueError(f"keep must be 'dense' or 'sparse', not {keep!r}")
-    return model
-
-
-def load_for_client(folder: Path, config: dict[str, Any], keep_compressed: bool) -> nn.Module:
-    """The entry for zoo.client.load.COMPRESSED_LOADERS (the cache verified the files)."""
-    model = build_model(config, _weights(folder, config))
-    if keep_compressed:
-        to_sparse_linears(model)
     return model

@@ -5,6 +5,7 @@ linear neurons, batch norms and attention heads, and records nothing. Instead of
 every structural technique to log itself, the export compares the model with a freshly
 built skeleton of its architecture and records the widths that differ (`widths_of`);
 loading builds the skeleton and resizes those modules (`resize`) before loading weights.
+As a transform of the format (`resize`: {"modules": {module: widths}}): `record` / `replay`.
 New modules keep the skeleton's kind and hyper-parameters (kernel, stride, bias, eps...);
 their values do not matter, the saved weights replace them.
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from zoo.compress.transform import Recording
 from zoo.errors import CompressedFormatError
 
 Widths = dict[str, int]
@@ -135,3 +137,12 @@ def resize(model: nn.Module, changed: dict[str, Any]) -> nn.Module:
         if new is not None:
             _set_submodule(model, name, new.train(module.training))
     return model
+
+
+def record(rec: Recording) -> dict[str, Any] | None:
+    rec.widths = widths_of(rec.model, rec.reference, rec.plan.fused if rec.plan else None)
+    return {"type": "resize", "modules": rec.widths} if rec.widths else None
+
+
+def replay(model: nn.Module, transform: dict[str, Any]) -> None:
+    resize(model, transform["modules"])

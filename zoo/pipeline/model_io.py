@@ -8,8 +8,10 @@ from typing import Any
 
 from torch import nn
 
+from zoo.compress.format import CHECKSUMS
+
 # An export folder (zoo/compress) carries this checksum list; a dense checkpoint does not.
-EXPORT_MARKER = "SHA256SUMS"
+EXPORT_MARKER = CHECKSUMS
 
 
 def read_receipt(path: str | Path) -> dict[str, Any]:
@@ -27,13 +29,9 @@ def load_model_folder(folder: str | Path, keep: str = "dense") -> nn.Module:
 
         receipt = read_receipt(folder)
         return load(receipt["ref"], registry=receipt["store"])
-    if (Path(folder) / EXPORT_MARKER).is_file():
-        from zoo.compress.load import load_exported
+    from zoo.compress.load import load_exported
 
-        return load_exported(folder, keep=keep)  # type: ignore[arg-type]
-    from zoo.models.checkpoint import load_checkpoint
-
-    return load_checkpoint(folder)
+    return load_exported(folder, keep=keep)  # type: ignore[arg-type]
 
 
 def save_model_folder(model: nn.Module, folder: str | Path, **export_args: Any) -> None:

@@ -34,11 +34,13 @@ MODIFIER_TABLE: dict[str, str] = {
     "SparseGPTModifier": "zoo.modifiers.pruning:SparseGPTModifier",
     "StructuredPruningModifier": "zoo.modifiers.pruning_structured:StructuredPruningModifier",
     # quantization, distillation, regularization, low-rank, weight sharing: rows below
-    "QuantizationModifier": "zoo.modifiers.quantization:QuantizationModifier",
+    "QuantizationModifier": "zoo.modifiers.quantization.modifiers:QuantizationModifier",
     "PostTrainingQuantizationModifier": (
-        "zoo.modifiers.quantization:PostTrainingQuantizationModifier"
+        "zoo.modifiers.quantization.modifiers:PostTrainingQuantizationModifier"
     ),
-    "DynamicQuantizationModifier": "zoo.modifiers.quantization:DynamicQuantizationModifier",
+    "DynamicQuantizationModifier": (
+        "zoo.modifiers.quantization.modifiers:DynamicQuantizationModifier"
+    ),
     "OutputDistillationModifier": "zoo.modifiers.distillation:OutputDistillationModifier",
     "DistillationModifier": "zoo.modifiers.distillation:OutputDistillationModifier",
     "KnowledgeDistillationModifier": "zoo.modifiers.distillation:OutputDistillationModifier",
