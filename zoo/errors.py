@@ -317,3 +317,18 @@ class ExportFileMissingError(ZooError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+# --- transformers models as architectures (zoo/models/hf.py) ---
+
+
+class ModelSourceError(ZooError, FileNotFoundError):
+    """A transformers model path that does not exist, holds no config, or is not cached."""
+
+    exit_code = 2
+
+
+class UnsupportedArchitectureError(ZooError, ValueError):
+    """A transformers config the `hf` architecture cannot wrap for the task asked."""
+
+    exit_code = 2

@@ -70,7 +70,7 @@ class ModelRegistry:
 
 
 def _register_builtins(registry: ModelRegistry) -> None:
-    from zoo.models import text, vision
+    from zoo.models import hf, text, vision
 
     registry.add(
         ModelSpec("mlp", vision.mlp, "cv", "classification", ("x",), "MLP for 28x28 images")
@@ -93,6 +93,16 @@ def _register_builtins(registry: ModelRegistry) -> None:
             "text_classification",
             ("input_ids", "attention_mask"),
             "all-MiniLM-L6-v2 encoder + mean pooling + linear head",
+        )
+    )
+    registry.add(
+        ModelSpec(
+            "hf",
+            hf.hf_model,
+            "nlp",
+            "text_classification",
+            ("input_ids", "attention_mask"),
+            "any transformers sequence classifier or causal LM, from a folder or the HF cache",
         )
     )
 
