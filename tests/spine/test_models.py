@@ -15,7 +15,7 @@ from zoo.models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_builtin_architectures_are_listed() -> None:
-    assert list_models() == ["cnn_small", "minilm_classifier", "mlp"]
+    assert list_models() == ["cnn_small", "hf", "minilm_classifier", "mlp"]
     assert list_models("*cnn*") == ["cnn_small"]
 
 
