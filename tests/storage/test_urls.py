@@ -44,3 +44,18 @@ def test_url_schemes_pick_backends(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         open_store("ftp://host/x")
     with pytest.raises(StoreError, match="does not exist"):
         open_store(tmp_path / "missing", create=False)
+
+
+def test_an_unknown_scheme_is_an_error_everywhere_never_a_local_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.client.settings import canonical_url
+
+    monkeypatch.chdir(tmp_path)
+    for url in ("gs://b", "https://example.invalid/store"):
+        with pytest.raises(ConfigError, match="unsupported store URL"):
+            open_store(url)
+        with pytest.raises(ConfigError, match="unsupported store URL"):
+            canonical_url(url)
+    assert not list(tmp_path.iterdir())  # no folder named after the URL
+    assert canonical_url(f"file://{tmp_path}/x") == canonical_url(str(tmp_path / "x"))

@@ -29,10 +29,11 @@ def registry_url(url: str | None = None) -> str:
 
 def canonical_url(url: str) -> str:
     """One spelling per registry, so its cache folder does not depend on how it was typed."""
-    if url.startswith(("s3://", "hf://")):
+    from zoo.storage.schemes import is_remote, local_path
+
+    if is_remote(url):
         return url.rstrip("/")
-    path = url[len("file://") :] if url.startswith("file://") else url
-    return os.path.abspath(os.path.expanduser(path))
+    return os.path.abspath(local_path(url))
 
 
 def is_offline(offline: bool | None = None) -> bool:

@@ -23,7 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.errors import BlobNotFoundError, ChecksumMismatchError, ConfigError, StoreError
+from zoo.errors import BlobNotFoundError, ChecksumMismatchError, StoreError
+from zoo.storage.schemes import backend_class, local_path, scheme_of
 
 INDEX_KEY = "index.json"
 BLOB_PREFIX = "blobs/sha256/"
@@ -174,20 +175,10 @@ def default_store_url(url: str | os.PathLike[str] | None = None) -> str:
 def open_store(url: str | os.PathLike[str] | None = None, *, create: bool = True) -> Store:
     """Open the store at `url` (see `default_store_url` for the fallback order)."""
     resolved = default_store_url(url)
-    if resolved.startswith("s3://"):
-        from zoo.storage.s3 import S3Store
-
-        return S3Store.from_url(resolved)
-    if resolved.startswith("hf://"):
-        from zoo.storage.hf import HfStore
-
-        return HfStore.from_url(resolved)
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+://", resolved) and not resolved.startswith("file://"):
-        raise ConfigError(
-            f"unsupported store URL {resolved!r}: use a folder path, file://PATH, "
-            "s3://bucket/prefix or hf://org/repo"
-        )
-    from zoo.storage.local import LocalStore
-
-    path = resolved[len("file://") :] if resolved.startswith("file://") else resolved
-    return LocalStore(Path(path).expanduser(), create=create)
+    scheme = scheme_of(resolved)
+    store_class = backend_class(scheme)
+    if scheme == "file":
+        store: Store = store_class(local_path(resolved), create=create)
+    else:
+        store = store_class.from_url(resolved)
+    return store
