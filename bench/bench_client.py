@@ -89,8 +89,8 @@ def bench_load(work: Path, repeats: int) -> dict[str, float]:
     import torch
     from safetensors.torch import load_file
 
+    from tests.demo_models import DemoModel, populate
     from zoo.client import api
-    from zoo.client.testing import DemoModel, populate
     from zoo.models import build_from_config
 
     torch.set_num_threads(1)

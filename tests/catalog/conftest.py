@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.client.testing import populate
+from tests.demo_models import populate
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.client.testing import DemoModel, make_export, populate
+from tests.demo_models import DemoModel, make_export, populate
 
 MINE = ("zoo.client.cli", "zoo.catalog.cli")
 # What other families the `zoo` command needs for these tests (`zoo versions` is the index's).
@@ -39,7 +39,7 @@ def _private_client(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Eight published versions (see zoo.client.testing.DEMO). Tests must not modify it."""
+    """Eight published versions (see tests.demo_models.DEMO). Tests must not modify it."""
     root = tmp_path_factory.mktemp("demo")
     populate(str(root / "store"), root / "exports")
     return str(root / "store")

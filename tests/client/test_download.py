@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.client.conftest import SMALL, CliResult
+from tests.demo_models import DemoModel
 from zoo.client import api
 from zoo.client.cache import Cache
 from zoo.client.session import Session
-from zoo.client.testing import DemoModel
 from zoo.errors import DownloadIntegrityError, OfflineError
 from zoo.fsutil import sha256_file
 from zoo.storage.base import CHUNK, blob_key

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.client.conftest import SMALL, CliResult
+from tests.demo_models import DemoModel, make_export
 from zoo.client import api
 from zoo.client.load import load_folder
-from zoo.client.testing import DemoModel, make_export
 from zoo.errors import CompressedFormatError, ModelValidationError
 from zoo.index.publish import publish
 

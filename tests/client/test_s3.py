@@ -10,16 +10,17 @@ from typing import ClassVar
 import pytest
 
 from tests.client.conftest import SMALL, CliResult
+from tests.demo_models import make_export
+from tests.storage._seaweed import seaweedfs
 from zoo.client import api
 from zoo.client.cache import Cache
 from zoo.client.session import Session
-from zoo.client.testing import make_export
 from zoo.errors import DownloadIntegrityError
 from zoo.fsutil import sha256_file
 from zoo.index.publish import publish
 from zoo.storage.base import CHUNK, blob_key
 from zoo.storage.s3 import S3Store
-from zoo.storage.seaweed import SeaweedServer, seaweedfs
+from zoo.storage.seaweed import SeaweedServer
 
 BUCKET = "zoo-client-tests"
 

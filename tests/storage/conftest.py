@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.storage._seaweed import seaweedfs
 from zoo.storage.base import Store
 from zoo.storage.local import LocalStore
 from zoo.storage.s3 import S3Store
-from zoo.storage.seaweed import SeaweedServer, seaweedfs
+from zoo.storage.seaweed import SeaweedServer
 
 BUCKET = "zoo-tests"
 

@@ -9,9 +9,9 @@ costs no request.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +39,8 @@ from zoo.index.schema import (
     parse_ref,
     parse_version,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from zoo.index.view import IndexView
@@ -147,10 +149,7 @@ class Session:
             cached = None if number is not None else self._from_refs(stub, alias)
             if cached is None:
                 raise OfflineError(wanted, str(self.cache.root), str(exc)) from exc
-            print(
-                f"zoo: registry unreachable, using cached {cached.ref} for {wanted}",
-                file=sys.stderr,
-            )
+            log.warning("registry unreachable, using cached %s for %s", cached.ref, wanted)
             return cached
         if number is None:
             self.cache.write_ref(self.url, stub_dir(stub), alias, format_version(entry.version))

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.compress.format import CSR_MIN_SPARSITY  # a layer this sparse is also timed as CSR
 from zoo.data.loaders import SplitTensors, load_split
 from zoo.data.prepare import dataset_digest
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
@@ -25,8 +26,6 @@ from zoo.training import Evaluation, evaluate
 EVAL_SPLITS = ("val", "test")
 # MiniLM is benchmarked on real reviews padded to a fixed length, so every batch is alike.
 BENCH_SEQUENCE_LENGTH = 48
-# A float layer this sparse is also timed as a CSR sparse matmul.
-CSR_MIN_SPARSITY = 0.7
 
 
 def _tokenizer_for(model: nn.Module) -> Any:

