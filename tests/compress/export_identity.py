@@ -62,7 +62,7 @@ def _cnn(data: dict[str, torch.Tensor], seed: int = 0) -> nn.Module:
     return _train(get_model("cnn_small"), data)
 
 
-def _tiny_bert(seed: int) -> nn.Module:
+def tiny_bert(seed: int) -> nn.Module:
     from zoo.models import get_model
 
     torch.manual_seed(seed)
@@ -77,7 +77,7 @@ def _tiny_bert(seed: int) -> nn.Module:
     return get_model("minilm_classifier", pretrained=False, encoder_config=config).eval()
 
 
-def _text_inputs(vocab: int = 500) -> dict[str, torch.Tensor]:
+def text_inputs(vocab: int = 500) -> dict[str, torch.Tensor]:
     ids = torch.randint(1, vocab, (3, 12), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     mask[1, 8:] = 0
@@ -121,12 +121,12 @@ def _models(data: dict[str, torch.Tensor]) -> dict[str, Callable[[], tuple[nn.Mo
         return model, images
 
     def heads() -> tuple[nn.Module, Inputs]:
-        model = _tiny_bert(4)
+        model = tiny_bert(4)
         oneshot(
             model,
             _oneshot_recipe("{type: StructuredPruningModifier, sparsity: 0.5, structure: head}"),
         )
-        return model.eval(), _text_inputs()
+        return model.eval(), text_inputs()
 
     def lowrank() -> tuple[nn.Module, Inputs]:
         torch.manual_seed(2)
@@ -163,7 +163,7 @@ def _models(data: dict[str, torch.Tensor]) -> dict[str, Callable[[], tuple[nn.Mo
         torch.manual_seed(5)
         model = get_model("minilm_classifier", num_layers=1).eval()
         q.quantize_dynamic(model)
-        return model, _text_inputs(vocab=30000)
+        return model, text_inputs(vocab=30000)
 
     def student() -> tuple[nn.Module, Inputs]:
         torch.manual_seed(6)

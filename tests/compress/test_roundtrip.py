@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tests.compress.export_identity import text_inputs as _text_inputs
+from tests.compress.export_identity import tiny_bert
 from tests.compress.recipes import PRUNE_THEN_PTQ, recipe
 from zoo.client.validate import validate_model
 from zoo.compress.export import CHECKSUMS, SAMPLES, export_model
@@ -146,26 +148,7 @@ def test_weight_shared_4_bit(tmp_path: Path) -> None:
 
 
 def _tiny_bert() -> nn.Module:
-    torch.manual_seed(4)
-    return get_model(
-        "minilm_classifier",
-        pretrained=False,
-        encoder_config={
-            "hidden_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "intermediate_size": 128,
-            "vocab_size": 500,
-            "max_position_embeddings": 64,
-        },
-    )
-
-
-def _text_inputs() -> dict[str, torch.Tensor]:
-    ids = torch.randint(1, 500, (3, 12), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+    return tiny_bert(seed=4)
 
 
 def test_dynamic_int8_tiny_bert(tmp_path: Path) -> None:
