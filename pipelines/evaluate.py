@@ -25,6 +25,12 @@ def main() -> None:
         )
         atomic_write_json(args.metrics, metrics)
         test = metrics["test"]
+        if "perplexity" in test:
+            print(
+                f"{entry.key}: test perplexity {test['perplexity']:.2f} "
+                f"(parent {test['parent_perplexity']:.2f})"
+            )
+            return
         print(
             f"{entry.key}: test accuracy {test['accuracy']:.4f} "
             f"({100 * test['retained']:.2f}% of {entry.baseline}), "

@@ -54,13 +54,25 @@ def test_every_flow_is_built_measured_and_registered(smoke_repo: tuple[Path, dic
     assert {e["flow"] for e in entries.values()} == {"dense", "oneshot", "train", "transfer"}
     for key, entry in entries.items():
         metrics = json.loads((repo / f"metrics/zoo/{key}.json").read_text())
-        assert 0.0 < metrics["test"]["accuracy"] <= 1.0
-        assert 0.0 <= metrics["test"]["agreement"] <= 1.0
+        if "perplexity" in metrics["test"]:  # a causal LM, beside its dense parent
+            test = metrics["test"]
+            assert test["perplexity"] > 1.0 and test["parent_perplexity"] > 1.0
+            assert test["perplexity"] != test["parent_perplexity"]  # pruning changed the model
+        else:
+            assert 0.0 < metrics["test"]["accuracy"] <= 1.0
+            assert 0.0 <= metrics["test"]["agreement"] <= 1.0
         bench = json.loads((repo / f"metrics/bench/{key}.json").read_text())
         for side in ("model", "baseline"):
             assert bench[side]["b64_p50_ms"] > 0 and bench[side]["size_bytes"] > 0
         receipt = json.loads((repo / f"metrics/register/{key}.json").read_text())
         assert receipt["ref"] == f"{entry['stub']}@v1"
+    hf_layers = {  # transformers models (the `hf` architecture): SparseGPT 50%, GMP 60%
+        "llama_sparsegpt50": ("model.model.layers.0.self_attn.q_proj.weight", 0.5),
+        "bert_gmp60": ("model.bert.encoder.layer.0.attention.self.query.weight", 0.6),
+    }
+    for key, (layer, target) in hf_layers.items():
+        sparsity = json.loads((repo / f"models/export/{key}/zoo.json").read_text())["sparsity"]
+        assert abs(sparsity["per_layer"][layer] - target) < 0.01, (key, sparsity["per_layer"])
     gmp_qat = json.loads((repo / "metrics/bench/cnn_gmp90_qat.json").read_text())
     assert gmp_qat["model"]["sparsity"] > 0.85
     assert gmp_qat["size_ratio"] >= 15, "GMP 90% + int8 must be <= 1/15 of the dense export"

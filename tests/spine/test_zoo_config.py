@@ -14,6 +14,8 @@ from zoo.recipes.parse import load_recipe
 REPO = Path(__file__).resolve().parents[2]
 ZOOS = sorted(p.stem for p in (REPO / "conf/zoo").glob("*.yaml"))
 DENSE_OUTPUTS = {"models/dense/vision", "models/dense/text"}
+# Transformers model folders the tiny_model stage writes (prepare.tiny_models).
+TINY_OUTPUTS = {f"models/hf/{kind}_tiny" for kind in ("llama", "bert")}
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "conf/recipe").glob("*.yaml")), ids=str)
@@ -34,10 +36,17 @@ def test_entries_are_consistent(zoo: str) -> None:
         others = [k for k in entries if k != key]
         valid_parents = (
             DENSE_OUTPUTS
+            | TINY_OUTPUTS
             | {f"{MODEL_ROOT}/{k}" for k in others}
             | {f"metrics/register/{k}.json" for k in others}
         )
         assert entry.parent in valid_parents, f"{key}: parent {entry.parent}"
+        if entry.parent in TINY_OUTPUTS:
+            assert entry.tokenizer == entry.parent, f"{key}: an hf model reads its own tokenizer"
+            assert (
+                entry.parent.split("/")[-1].removesuffix("_tiny")
+                in params["prepare"]["tiny_models"]
+            )
         # A baseline is a dense model of the same flow, or the entry itself where none is
         # built (the smoke zoo's single text entry).
         assert entry.baseline == key or entries[entry.baseline]["flow"] in ("dense", "transfer")

@@ -28,6 +28,11 @@ from zoo.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
 Keep = Literal["dense", "sparse"]
 
 
+def is_transformers_folder(config: dict[str, Any]) -> bool:
+    """A folder a transformers model saved (save_pretrained): no zoo format, a model_type."""
+    return "format" not in config and "model_type" in config
+
+
 def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(folder) / CONFIG
     if not path.is_file():
@@ -36,9 +41,14 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
         config: dict[str, Any] = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CompressedFormatError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CompressedFormatError(f"{path} holds {type(config).__name__}, not a JSON object")
+    if is_transformers_folder(config):
+        return config
     if config.get("format") != CHECKPOINT_FORMAT or "arch" not in config:
         raise CompressedFormatError(
-            f"{path} is not a {CHECKPOINT_FORMAT} config (format={config.get('format')!r})"
+            f"{path} is not a {CHECKPOINT_FORMAT} config (format={config.get('format')!r}) "
+            "nor a transformers model's config (model_type)"
         )
     return config
 
@@ -112,7 +122,8 @@ def to_sparse_linears(model: nn.Module, min_sparsity: float = CSR_MIN_SPARSITY) 
 def load_exported(
     folder: str | os.PathLike[str], *, verify: bool = True, keep: Keep = "dense"
 ) -> nn.Module:
-    """Rebuild the model of any model folder (dense checkpoint or export), in eval mode.
+    """Rebuild the model of any model folder, in eval mode: a dense checkpoint, an export,
+    or a transformers model's own folder (through the `hf` architecture).
 
     `verify` checks the sha256 of every file recorded in SHA256SUMS and config.json
     (ChecksumMismatchError names the file and both hashes). int8 models come back as int8
@@ -125,7 +136,12 @@ def load_exported(
     config = read_config(root)
     if verify:
         verify_folder(root, config)
-    model = build_model(config, _weights(root, config))
+    if is_transformers_folder(config):
+        from zoo.models import get_model
+
+        model = get_model("hf", path=str(root)).eval()  # the `hf` architecture wraps it
+    else:
+        model = build_model(config, _weights(root, config))
     if keep == "sparse":
         to_sparse_linears(model)
     elif keep != "dense":

@@ -65,7 +65,9 @@ def run_compress(
     if entry.flow == "dense":
         model = parent
     else:
-        splits = load_flow_splits(data_root / entry.data, _data_config(entry, settings), arch.arch)
+        splits = load_flow_splits(
+            data_root / entry.data, _data_config(entry, settings), arch.arch, entry.tokenizer
+        )
         calibration = calibration_batches(splits["train"], settings)
         recipe = load_recipe(entry.recipe)
         seed_everything(settings.seed)

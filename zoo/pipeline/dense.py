@@ -56,14 +56,25 @@ def build_model_for(model_cfg: ModelConfig, spec: DatasetSpec, seed: int) -> nn.
         raise ConfigError(f"cannot build model {model_cfg.name!r} with {kwargs}: {exc}") from exc
 
 
-def load_flow_splits(
-    data_dir: Path, data_cfg: DataConfig, model_name: str
-) -> dict[str, SplitTensors]:
-    tokenizer = None
-    if is_text_model(model_name):
-        from zoo.models.text import load_tokenizer
+def text_tokenizer(model_name: str, folder: str | Path | None = None) -> Any:
+    """The tokenizer a text model reads: the one saved in `folder` (a transformers model
+    folder, for the `hf` architecture), else the shipped MiniLM's; None for image models."""
+    if not is_text_model(model_name):
+        return None
+    if model_name == "hf" and folder is None:
+        raise ConfigError(
+            "the hf architecture needs its tokenizer's folder: set the model's kwargs.path "
+            "(dense flow) or the zoo entry's `tokenizer`"
+        )
+    from zoo.models.text import load_tokenizer
 
-        tokenizer = load_tokenizer()
+    return load_tokenizer(folder)
+
+
+def load_flow_splits(
+    data_dir: Path, data_cfg: DataConfig, model_name: str, tokenizer_folder: str | None = None
+) -> dict[str, SplitTensors]:
+    tokenizer = text_tokenizer(model_name, tokenizer_folder)
     return {
         split: load_split(
             data_dir,
@@ -101,7 +112,7 @@ def run_dense_stage(
             f"{data_dir} holds dataset {spec.name!r} but the config asks for {cfg.data.name!r}"
         )
     model = build_model_for(cfg.model, spec, cfg.train.seed)
-    splits = load_flow_splits(data_dir, cfg.data, cfg.model.name)
+    splits = load_flow_splits(data_dir, cfg.data, cfg.model.name, cfg.model.kwargs.get("path"))
     started = time.perf_counter()
     history = train(model, splits["train"], splits["val"], cfg.train, desc=f"dense {cfg.flow}")
     seconds = time.perf_counter() - started

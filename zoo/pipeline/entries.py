@@ -41,6 +41,7 @@ class EntryConfig:
     weight_decay: float = 0.0
     max_length: int = 64  # text: tokens per example
     limit_train: int | None = None  # train on the first N examples only (with compress's)
+    tokenizer: str | None = None  # text: folder of the tokenizer (hf models: their folder)
 
     def __post_init__(self) -> None:
         if self.flow not in FLOWS:

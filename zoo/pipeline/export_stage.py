@@ -42,6 +42,14 @@ def parent_stub(entry: EntryConfig, entries: Mapping[str, Mapping[str, Any]]) ->
 
 def index_metrics(entry: EntryConfig, metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     test, val = metrics["test"], metrics["val"]
+    if "perplexity" in test:  # a causal LM
+        return {
+            entry.data: {
+                "perplexity": round(test["perplexity"], 4),
+                "parent_perplexity": round(test["parent_perplexity"], 4),
+                "val_perplexity": round(val["perplexity"], 4),
+            }
+        }
     return {
         entry.data: {
             "accuracy": round(test["accuracy"], 6),
@@ -77,7 +85,7 @@ def run_export(
         data_root / entry.data,
         "test",
         limit=bench.sample_examples,
-        tokenizer=_tokenizer_for(model),
+        tokenizer=_tokenizer_for(model, entry.tokenizer),
         max_length=entry.max_length,
     )
     inputs, _ = collate([samples.loader(len(samples)).dataset[i] for i in range(len(samples))])

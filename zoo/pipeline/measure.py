@@ -18,7 +18,7 @@ from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_fl
 from zoo.evaluation.speed import measure_side_by_side, speed_table
 from zoo.fsutil import atomic_write_json, sha256_file
 from zoo.models import arch_config_of
-from zoo.pipeline.dense import is_text_model
+from zoo.pipeline.dense import text_tokenizer
 from zoo.pipeline.entries import BenchSettings, CompressSettings, EntryConfig
 from zoo.pipeline.model_io import load_model_folder
 from zoo.training import Evaluation, evaluate
@@ -28,12 +28,14 @@ EVAL_SPLITS = ("val", "test")
 BENCH_SEQUENCE_LENGTH = 48
 
 
-def _tokenizer_for(model: nn.Module) -> Any:
-    if not is_text_model(arch_config_of(model).arch):
-        return None
-    from zoo.models.text import load_tokenizer
+def _tokenizer_for(model: nn.Module, folder: str | None = None) -> Any:
+    return text_tokenizer(arch_config_of(model).arch, folder)
 
-    return load_tokenizer()
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """A language model (the `hf` architecture's causal LMs): measured by perplexity."""
+    arch = arch_config_of(model)
+    return arch.arch == "hf" and arch.kwargs.get("task") == "causal_lm"
 
 
 EVAL_CACHE = Path(".zoo/cache/evaluations")
@@ -85,9 +87,10 @@ def run_evaluate(
     model_dir: Path,
     baseline_dir: Path,
 ) -> dict[str, Any]:
-    """Accuracy and loss per split, and agreement with the baseline's predictions."""
+    """Accuracy and loss per split, and agreement with the baseline's predictions (causal
+    LMs: perplexity, beside their parent's)."""
     model = load_model_folder(model_dir)
-    tokenizer = _tokenizer_for(model)
+    tokenizer = _tokenizer_for(model, entry.tokenizer)
     data_key = dataset_digest(data_root / entry.data)
     metrics: dict[str, Any] = {}
     for split in EVAL_SPLITS:
@@ -98,6 +101,9 @@ def run_evaluate(
             tokenizer=tokenizer,
             max_length=entry.max_length,
         )
+        if is_causal_lm(model):
+            metrics[split] = _perplexities(model, entry, data)
+            continue
         ours = evaluate(model, data)
         cache_key = f"{data_key}:{split}:{settings.limit_eval}:{entry.max_length}"
         reference = (
@@ -111,6 +117,19 @@ def run_evaluate(
             "retained": ours.accuracy / reference.accuracy if reference.accuracy else 0.0,
         }
     return metrics
+
+
+def _perplexities(model: nn.Module, entry: EntryConfig, data: SplitTensors) -> dict[str, Any]:
+    from zoo.evaluation.perplexity import perplexity
+
+    batches = [inputs for inputs, _ in data.loader(32)]
+    ours, parent = perplexity(model, batches), perplexity(load_model_folder(entry.parent), batches)
+    return {
+        "perplexity": ours,
+        "parent_perplexity": parent,
+        "perplexity_ratio": ours / parent,
+        "n": len(data),
+    }
 
 
 def _bench_inputs(data: SplitTensors) -> Any:
@@ -158,7 +177,7 @@ def run_benchmark(
         data_root / entry.data,
         "test",
         limit=max(bench.batch_sizes),
-        tokenizer=_tokenizer_for(model),
+        tokenizer=_tokenizer_for(model, entry.tokenizer),
         max_length=BENCH_SEQUENCE_LENGTH,
     )
     make_inputs = _bench_inputs(data)

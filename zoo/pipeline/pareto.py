@@ -40,6 +40,8 @@ def collect_points(metrics_dir: Path, bench_dir: Path, datasets: dict[str, str])
         if not bench_path.is_file() or path.stem not in datasets:
             continue
         metrics = json.loads(path.read_text())
+        if "accuracy" not in metrics["test"]:
+            continue  # a language model: perplexity, not on the accuracy fronts
         bench = json.loads(bench_path.read_text())["model"]
         points.append(
             Point(

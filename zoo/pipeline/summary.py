@@ -52,12 +52,17 @@ def zoo_table(entries: dict[str, Any], root: Path) -> Table:
         if metrics is None or bench is None:
             table.add_row(key, entry["flow"], *["-"] * 7, "(not built)")
             continue
-        ours = bench["model"]
+        ours, test = bench["model"], metrics["test"]
+        # A causal LM: perplexity (and the ratio to its parent's) in the quality columns.
+        quality = (
+            (f"ppl {test['perplexity']:.1f}", f"{test['perplexity_ratio']:.2f}x ppl")
+            if "perplexity" in test
+            else (f"{100 * test['accuracy']:.2f}%", f"{100 * test['retained']:.1f}%")
+        )
         table.add_row(
             key,
             entry["flow"],
-            f"{100 * metrics['test']['accuracy']:.2f}%",
-            f"{100 * metrics['test']['retained']:.1f}%",
+            *quality,
             f"{100 * ours['sparsity']:.0f}%",
             f"{ours['size_bytes'] / 1024:.1f}",
             f"{bench['size_ratio']:.1f}x",
