@@ -151,3 +151,22 @@ def test_an_architecture_the_wrapper_cannot_classify_names_its_config(tmp_path: 
     assert "causal_lm" in str(info.value) and "sequence_classification" in str(info.value)
     with pytest.raises(UnsupportedArchitectureError, match="CLIPVisionConfig.*AutoModelForCausalLM.*llama"):
         get_model("hf", path=str(folder), task="causal_lm")
+
+
+def test_the_text_flow_takes_an_hf_model_by_configuration(tiny: dict[str, Path]) -> None:
+    from zoo.data.sources import get_dataset_spec
+    from zoo.pipeline.compose import compose
+    from zoo.pipeline.dense import build_model_for, text_tokenizer
+    from zoo.pipeline.entries import entry_config
+    from zoo.pipeline.params import ModelConfig
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    folder = str(tiny["bert"])
+    params = compose(conf, ["model@text.model=hf", f"text.model.kwargs.path={folder}"])
+    model_cfg = ModelConfig(params["text"]["model"]["name"], params["text"]["model"]["kwargs"])
+    model = build_model_for(model_cfg, get_dataset_spec("rotten_tomatoes"), seed=0)
+    assert type(model.model).__name__ == "BertForSequenceClassification"
+    tokenizer = text_tokenizer("hf", model_cfg.kwargs["path"])
+    assert len(tokenizer) == model.model.config.vocab_size  # its own, not MiniLM's
+    # Text entries read the text model's tokenizer unless they name their own.
+    assert entry_config(params, "minilm_sparsegpt50").tokenizer == folder

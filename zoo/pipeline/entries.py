@@ -85,9 +85,21 @@ def entry_config(params: Mapping[str, Any], key: str) -> EntryConfig:
     if student is not None:
         parsed = from_mapping(StudentConfig, student, f"zoo.{key}.student")
         entry = EntryConfig(**{**entry.__dict__, "student": parsed})
+    if entry.tokenizer is None:
+        entry = EntryConfig(**{**entry.__dict__, "tokenizer": _text_model_folder(params)})
     if entry.baseline not in entries:
         raise ConfigError(f"zoo.{key}.baseline: no entry named {entry.baseline!r}")
     return entry
+
+
+def _text_model_folder(params: Mapping[str, Any]) -> str | None:
+    """The folder of the text flow's model when it is a transformers model (`hf`): entries
+    read its tokenizer unless they name their own."""
+    model = params.get("text", {}).get("model", {})
+    if model.get("name") != "hf":
+        return None
+    path = model.get("kwargs", {}).get("path")
+    return str(path) if path else None
 
 
 def compress_settings(params: Mapping[str, Any]) -> CompressSettings:
