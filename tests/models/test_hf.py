@@ -170,3 +170,44 @@ def test_the_text_flow_takes_an_hf_model_by_configuration(tiny: dict[str, Path])
     assert len(tokenizer) == model.model.config.vocab_size  # its own, not MiniLM's
     # Text entries read the text model's tokenizer unless they name their own.
     assert entry_config(params, "minilm_sparsegpt50").tokenizer == folder
+
+
+@pytest.mark.slow
+def test_the_dense_stage_stops_on_a_bad_model_with_exit_2_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+    from transformers import CLIPVisionConfig
+
+    from zoo.data.prepare import prepare_dataset
+    from zoo.pipeline.compose import compose
+
+    repo = Path(__file__).resolve().parents[2]
+    data = tmp_path / "data"
+    prepare_dataset("rotten_tomatoes", data, seed=0)
+    (tmp_path / "empty").mkdir()
+    CLIPVisionConfig(hidden_size=32, num_attention_heads=4).save_pretrained(tmp_path / "clip")
+    cases = {
+        tmp_path / "nowhere": "does not exist",
+        tmp_path / "empty": "holds no config.json",
+        tmp_path / "clip": "CLIPVisionConfig",
+    }
+    for path, message in cases.items():
+        params = compose(repo / "conf", ["model@text.model=hf", f"text.model.kwargs.path={path}"])
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        out = tmp_path / "out"
+        args = ["--flow", "text", "--data", str(data), "--out", str(out)]
+        args += ["--metrics", str(tmp_path / "m.json"), "--plots", str(tmp_path / "p.csv")]
+        done = subprocess.run(
+            [sys.executable, str(repo / "pipelines/train_dense.py"), *args, "--params"]
+            + [str(tmp_path / "params.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert not out.exists() and not (tmp_path / "m.json").exists()
