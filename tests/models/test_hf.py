@@ -211,3 +211,33 @@ def test_the_dense_stage_stops_on_a_bad_model_with_exit_2_and_writes_nothing(
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr
         assert not out.exists() and not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.slow
+def test_a_hub_repo_id_loads_from_the_local_cache_offline(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Hub is a real server here too: olah serves the tiny Llama as a git repo, the
+    cache is filled through huggingface_hub, then `hf` resolves the repo id offline."""
+    import shutil
+
+    import huggingface_hub.constants
+    from huggingface_hub import snapshot_download
+
+    from tests.storage._olah import git_repo, olah_server
+
+    repo = tmp_path / "mirrors" / "models" / "acme" / "tiny-llama"
+    shutil.copytree(tiny["llama"], repo)
+    git_repo(repo)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with pytest.raises(ModelSourceError, match="not in the\\s+local Hugging Face cache|no Hub"):
+        get_model("hf", path="acme/tiny-llama")  # not cached yet: nothing is downloaded
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with olah_server(tmp_path, tmp_path / "mirrors") as endpoint:
+        snapshot_download("acme/tiny-llama", endpoint=endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    model = get_model("hf", path="acme/tiny-llama")
+    reference = get_model("hf", path=str(tiny["llama"]))
+    ids = torch.randint(0, 500, (1, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(ids), reference(ids))
