@@ -144,7 +144,7 @@ def build_quantized(
 
 
 def split(config: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(transform for config.json, details for the weights) from quantization_io's config;
+    """(transform for config.json, details for the weights) from `quantized_state`'s config;
     `names` are the tensor names of the int8 state."""
     rest = dict(config)
     details = {
@@ -155,7 +155,7 @@ def split(config: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], dic
 
 
 def join(transform: dict[str, Any], details: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """quantization_io's config from `split`'s two parts (details may be in the transform)."""
+    """`quantized_state`'s config from `split`'s two parts (details may be in the transform)."""
     config = {k: v for k, v in transform.items() if k != "type"}
     config.update(details)
     config["versions"] = _expand_versions(config.get("versions", {}))
@@ -180,7 +180,7 @@ def _expand_versions(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _compact_entries(entries: dict[str, Any], names: list[str]) -> dict[str, Any]:
-    """quantization_io's entries without the plain-tensor ones, when `_expand_entries` can
+    """`quantized_state`'s entries without the plain-tensor ones, when `_expand_entries` can
     tell them back from the tensor names (it can unless a name is ambiguous)."""
     compact = {k: v for k, v in entries.items() if v != {"kind": "tensor"}}
     if _expand_entries(compact, names) == entries:
