@@ -1,6 +1,7 @@
 """DVC stage `register`: publish an export folder to the store and mirror it into registry/.
 
-Lineage is completed from git and dvc.lock (the stages that produced the export). Running
+Lineage is completed from git and dvc.lock (the stages that produced the export), and
+its parent pinned to `stub@vN` (zoo.index.lineage.pin_parent). Running
 it again on the same export publishes nothing new, so a second `dvc repro` is a no-op.
 """
 
@@ -35,13 +36,15 @@ def main() -> None:
 
         from zoo.fsutil import atomic_write_json
         from zoo.index.export import read_export
-        from zoo.index.lineage import collect_lineage
+        from zoo.index.lineage import collect_lineage, pin_parent
         from zoo.index.mirror import mirror_stub
         from zoo.index.publish import publish
         from zoo.index.view import open_index
 
         export = read_export(args.export, args.stub)
         lineage = collect_lineage(export.meta.lineage, args.repo, args.export)
+        if lineage.parent is not None:  # a dense entry may be the store's first
+            lineage = pin_parent(lineage, open_index(args.store))
         export = replace(export, meta=replace(export.meta, lineage=lineage))
         result = publish(export, args.store, aliases=args.alias)
         view = open_index(args.store)

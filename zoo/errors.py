@@ -317,3 +317,10 @@ class ExportFileMissingError(ZooError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+# --- measuring models (zoo/evaluation/) ---
+
+
+class MemoryMeasureError(ZooError, RuntimeError):
+    """The fresh process that measures a model's peak memory failed."""
