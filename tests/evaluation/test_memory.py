@@ -38,5 +38,13 @@ def test_minilm_needs_more_memory_than_the_cnn_and_both_more_than_zero(tmp_path:
 
 
 def test_a_folder_that_does_not_load_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(MemoryMeasureError, match="measuring the memory of .*nowhere failed"):
+    with pytest.raises(MemoryMeasureError, match=r"measuring the memory of .*nowhere failed"):
         peak_memory_mb(tmp_path / "nowhere", {1: _image_inputs(1)})
+
+
+def test_inputs_that_share_storage_are_measured(tmp_path: Path) -> None:
+    """Batches cut from one tensor (the benchmark's own inputs) share storage."""
+    data = _image_inputs(64)["x"]
+    cnn = save_checkpoint(get_model("cnn_small", channels=[8, 16]).eval(), tmp_path / "cnn")
+    peaks = peak_memory_mb(cnn, {1: {"x": data[:1]}, 64: {"x": data}})
+    assert peaks[64] >= peaks[1] > 0

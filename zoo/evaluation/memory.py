@@ -16,6 +16,7 @@ water up to and including that batch.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -45,7 +46,7 @@ def peak_memory_mb(
         path = Path(tmp) / "inputs.safetensors"
         save_file(
             {
-                _input_name(size, name): tensor.contiguous()
+                _input_name(size, name): tensor.detach().clone().contiguous()
                 for size, inputs in inputs_by_batch.items()
                 for name, tensor in inputs.items()
             },
@@ -78,10 +79,9 @@ def _status_kb(field_name: str) -> int:
 
 def _reset_high_water() -> None:
     """Bring VmHWM down to the current resident set, so imports do not count."""
-    try:
+    # Older kernels refuse: the high water then also holds the first load's peak.
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # older kernels: the high water then also holds the imports' peak
 
 
 def _child(model_dir: str, inputs_path: str) -> dict[int, float]:
