@@ -65,7 +65,7 @@ def test_every_flow_is_built_measured_and_registered(smoke_repo: tuple[Path, dic
             assert all((b.peak_memory_mb or 0) > 0 for b in side.batches.values())
         for b in bench.model.batches.values():  # every ratio carries its control and spread
             assert b.speedup and b.control and b.spread is not None
-            assert b.noisy == (abs(b.control - 1) > CONTROL_TOLERANCE)
+            assert b.noisy or abs(b.control - 1) <= CONTROL_TOLERANCE  # strays: marked
         receipt = json.loads((repo / f"metrics/register/{key}.json").read_text())
         assert receipt["ref"] == f"{entry['stub']}@v1"
     gmp_qat = _bench(repo, "cnn_gmp90_qat").model

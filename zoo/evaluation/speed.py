@@ -5,13 +5,15 @@ shuffled order) rather than one after the other, so a slow spell of a shared mac
 hits every model alike. Ratios are medians of the per-round paired ratios.
 
 The baseline is timed twice per round (`baseline` and its `control` slot): the ratio of
-the baseline to itself should be 1.0. When it strays beyond `CONTROL_TOLERANCE` the
-batch is measured again with more rounds; if it still strays, every figure of that batch
-is marked `noisy`, so a busy machine's ratios are never published as fact.
+the baseline to itself should be 1.0. When it strays beyond `CONTROL_TOLERANCE`, or a
+ratio's spread over the rounds is too wide to read it to half that tolerance, the batch
+is measured again with more rounds; if that persists, every figure of the batch is
+marked `noisy`, so a busy machine's ratios are never published as fact.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -40,17 +42,24 @@ class PairedRatio:
 
     median: float
     spread: float  # interquartile range over the median
+    rounds: int
 
     @classmethod
     def of(cls, reference: list[float], timed: list[float]) -> PairedRatio:
         ratios = [r / t for r, t in zip(reference, timed, strict=True)]
         median = statistics.median(ratios)
         iqr = _percentile(ratios, 0.75) - _percentile(ratios, 0.25)
-        return cls(median, iqr / median if median else float("inf"))
+        return cls(median, iqr / median if median else float("inf"), len(ratios))
 
     @property
     def strays(self) -> bool:
         return abs(self.median - 1.0) > CONTROL_TOLERANCE
+
+    @property
+    def imprecise(self) -> bool:
+        """The median's ~95% interval (a box plot's notch: 1.58 IQR / sqrt(n), McGill et
+        al. 1978) is wider than half the tolerance: too few rounds for the noise seen."""
+        return 1.58 * self.spread / math.sqrt(self.rounds) > CONTROL_TOLERANCE / 2
 
 
 def _time_rounds(
@@ -69,6 +78,15 @@ def _time_rounds(
             timings[name].append(1000 * (time.perf_counter() - started))
 
 
+def _ratios(timings: dict[str, list[float]], baseline: str) -> dict[str, PairedRatio]:
+    return {name: PairedRatio.of(timings[baseline], times) for name, times in timings.items()}
+
+
+def _noisy(ratios: dict[str, PairedRatio]) -> bool:
+    """The control strays, or some ratio is too imprecise to be read to the tolerance."""
+    return ratios[CONTROL].strays or any(r.imprecise for r in ratios.values())
+
+
 @torch.inference_mode()
 def measure_side_by_side(
     models: dict[str, nn.Module],
@@ -85,7 +103,8 @@ def measure_side_by_side(
 
     At most `rounds` rounds, fewer when the rounds would take the whole run past
     `budget_s` seconds per batch size (large models), but never fewer than five. When the
-    control strays, up to `remeasures` more passes, each adding twice as many rounds.
+    figures are noisy, up to `remeasures` more passes, each with twice the rounds and
+    twice the time budget of the one before.
     """
     if baseline not in models:
         raise KeyError(f"baseline {baseline!r} is not among the models {sorted(models)}")
@@ -103,15 +122,22 @@ def measure_side_by_side(
         per_round = (time.perf_counter() - started) / max(1, warmup) * len(slots) / len(models)
         planned = max(MIN_ROUNDS, min(rounds, int(budget_s / max(per_round, 1e-9))))
         timings: dict[str, list[float]] = {name: [] for name in slots}
+        started = time.perf_counter()
         _time_rounds(slots, inputs, planned, timings, order)
-        control = PairedRatio.of(timings[baseline], timings[CONTROL])
+        per_round = (time.perf_counter() - started) / planned
+        ratios = _ratios(timings, baseline)
         for attempt in range(remeasures):
-            if not control.strays:
+            if not _noisy(ratios):
                 break
-            _time_rounds(slots, inputs, planned * 2 ** (attempt + 1), timings, order)
-            control = PairedRatio.of(timings[baseline], timings[CONTROL])
+            # Twice the rounds of the pass before, within twice its time budget (a busy
+            # machine slows every round: the budget, not the count, bounds the run).
+            scale = 2 ** (attempt + 1)
+            more = max(MIN_ROUNDS, min(planned * scale, int(budget_s * scale / per_round)))
+            _time_rounds(slots, inputs, more, timings, order)
+            ratios = _ratios(timings, baseline)
+        control, noisy = ratios[CONTROL], _noisy(ratios)
         for name in models:
-            ratio = PairedRatio.of(timings[baseline], timings[name])
+            ratio = ratios[name]
             p50 = statistics.median(timings[name])
             results[name][batch_size] = BatchFigures(
                 p50_ms=round(p50, 4),
@@ -120,6 +146,6 @@ def measure_side_by_side(
                 speedup=round(ratio.median, 3),
                 control=round(control.median, 3),
                 spread=round(ratio.spread, 3),
-                noisy=control.strays,
+                noisy=noisy,
             )
     return results
