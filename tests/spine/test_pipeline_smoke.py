@@ -110,6 +110,11 @@ def test_what_users_see_is_what_the_pipeline_measured(
         html = plot.read_text()
         assert "No models with both latency" not in html and "<circle" in html, plot.name
 
+    summary = run([sys.executable, "-m", "zoo.pipeline.summary"], repo)
+    assert summary.returncode == 0, summary.stderr
+    for column in ("sparsity (prunable layers)", "sparsity (all weights)", "control"):
+        assert column in summary.stdout, column
+
     cache = str(tmp_path / "cache")
     for key, entry in entries.items():
         ref = json.loads((repo / f"metrics/register/{key}.json").read_text())["ref"]

@@ -30,8 +30,8 @@ class BatchFigures:
     """One model's timing at one batch size, measured beside its baseline."""
 
     p50_ms: float
-    p90_ms: float
     throughput: float  # examples per second at the median latency
+    p90_ms: float | None = None  # in the stage's JSON; index entries keep the median only
     # Resident-set high water of a fresh process that loads the model and runs this
     # batch, above the process's level before loading (MB).
     peak_memory_mb: float | None = None
@@ -39,7 +39,9 @@ class BatchFigures:
     # The baseline timed against itself in the same rounds: 1.0 on a quiet machine.
     control: float | None = None
     spread: float | None = None  # interquartile range of the paired ratios, over the median
-    noisy: bool = False  # the control strayed beyond CONTROL_TOLERANCE even after re-measuring
+    # After re-measuring, the control still strayed beyond CONTROL_TOLERANCE or a ratio
+    # was still too imprecise to read to half of it (see zoo.evaluation.speed).
+    noisy: bool = False
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -130,13 +132,7 @@ class ModelFigures:
                 )
         parsed: dict[int, BatchFigures] = {}
         for size, figures in sorted(batches.items()):
-            missing = [n for n in ("p50_ms", "p90_ms", "throughput") if n not in figures]
-            if "p90_ms" in missing and "p50_ms" in figures:  # index entries keep no p90
-                figures["p90_ms"] = figures["p50_ms"]
-                missing.remove("p90_ms")
-            if "throughput" in missing and "p50_ms" in figures:
-                figures["throughput"] = 1000 * size / figures["p50_ms"]
-                missing.remove("throughput")
+            missing = [n for n in ("p50_ms", "throughput") if n not in figures]
             if missing:
                 raise SchemaError(where, f"batch {size}: missing {', '.join(missing)}")
             parsed[size] = BatchFigures(**figures)
