@@ -79,8 +79,9 @@ def zoo_table(entries: dict[str, Any], root: Path) -> Table:
             f"{(ours.size_bytes or 0) / 1024:.1f}",
             f"{ours.size_ratio or 0.0:.1f}x",
             f"{b64.p50_ms:.1f}",
-            f"{b64.speedup or 0.0:.2f}x" + (" (noisy)" if b64.noisy else ""),
-            f"{b64.control or 0.0:.2f}x ±{100 * (b64.spread or 0.0):.0f}%",
+            f"{b64.speedup or 0.0:.2f}x ±{100 * (b64.spread or 0.0):.0f}%"
+            + (" (noisy)" if b64.noisy else ""),
+            f"{b64.control or 0.0:.2f}x",
             receipt["ref"] if receipt else "-",
         )
     return table
@@ -91,7 +92,7 @@ def main() -> int:
 
     root = Path(".")
     # Logs and pipes get the whole table, not one cut to rich's 80-column default.
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 320)
     if not any((root / "metrics/dense").glob("*.json")):
         print("nothing produced yet: run `make demo` (or `dvc repro`)")
         return 1
