@@ -20,14 +20,16 @@ def main() -> None:
         from zoo.pipeline.measure import run_benchmark
 
         params, entry = load_entry(args)
-        result = run_benchmark(
+        report = run_benchmark(
             entry, bench_settings(params), args.data_root, args.model, args.baseline
         )
-        atomic_write_json(args.out, result)
-        ours = result["model"]
+        atomic_write_json(args.out, report.to_dict())
+        largest = max(report.model.batches)
+        ours = report.model.batches[largest]
         print(
-            f"{entry.key}: batch 64 {ours['b64_p50_ms']:.2f} ms "
-            f"({ours['b64_speedup']:.2f}x the baseline), size ratio {result['size_ratio']:.2f}x"
+            f"{entry.key}: batch {largest} {ours.p50_ms:.2f} ms ({ours.speedup:.2f}x the "
+            f"baseline, control {ours.control:.2f}x, spread {ours.spread:.2f}"
+            f"{', NOISY' if ours.noisy else ''}), size ratio {report.size_ratio:.2f}x"
         )
 
     run_stage(stage)

@@ -17,6 +17,7 @@ def main() -> None:
     args = parser.parse_args()
 
     def stage() -> None:
+        from zoo.evaluation.schema import BenchmarkReport
         from zoo.pipeline.entries import bench_settings
         from zoo.pipeline.export_stage import run_export
 
@@ -28,7 +29,7 @@ def main() -> None:
             args.data_root,
             args.model,
             json.loads(args.metrics.read_text()),
-            json.loads(args.benchmark.read_text()),
+            BenchmarkReport.from_dict(json.loads(args.benchmark.read_text()), str(args.benchmark)),
             args.out,
         )
         print(f"{entry.key} -> {args.out} ({entry.stub})")

@@ -1,6 +1,7 @@
 """DVC stage `register`: publish an export folder to the store and mirror it into registry/.
 
-Lineage is completed from git and dvc.lock (the stages that produced the export). Running
+Lineage is completed from git and dvc.lock (the stages that produced the export), and
+its parent pinned to `stub@vN` (zoo/pipeline/register.py). Running
 it again on the same export publishes nothing new, so a second `dvc repro` is a no-op.
 """
 
@@ -31,31 +32,23 @@ def main() -> None:
     args = parser.parse_args()
 
     def stage() -> None:
-        from dataclasses import replace
-
         from zoo.fsutil import atomic_write_json
-        from zoo.index.export import read_export
-        from zoo.index.lineage import collect_lineage
-        from zoo.index.mirror import mirror_stub
-        from zoo.index.publish import publish
-        from zoo.index.view import open_index
+        from zoo.pipeline.register import register_export
 
-        export = read_export(args.export, args.stub)
-        lineage = collect_lineage(export.meta.lineage, args.repo, args.export)
-        export = replace(export, meta=replace(export.meta, lineage=lineage))
-        result = publish(export, args.store, aliases=args.alias)
-        view = open_index(args.store)
-        changed = mirror_stub(view, export.stub, args.registry_dir)
+        done = register_export(
+            args.export, args.store, args.registry_dir, args.repo, args.stub, tuple(args.alias)
+        )
+        result = done.result
         receipt = {
             "ref": result.entry.ref,
             "created": result.created,
             "generation": result.generation,
-            "store": _portable(view.store.url, args.repo),
-            "registry_files": sorted(str(p) for p in changed),
+            "store": _portable(done.store.url, args.repo),
+            "registry_files": sorted(str(p) for p in done.changed),
         }
         atomic_write_json(args.receipt, receipt)
         verb = "registered" if result.created else "unchanged"
-        print(f"{verb}: {result.entry.ref} in {view.store.url}")
+        print(f"{verb}: {result.entry.ref} in {done.store.url}")
 
     run_stage(stage)
 

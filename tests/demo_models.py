@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,8 @@ class DemoModel:
     sparsity: float = 0.0
     accuracy: float = 0.85
     latency_ms: float = 1.0
-    parent: str | None = None
+    noisy: bool = False  # the benchmark's control strayed: ratios marked noisy
+    parent: str | None = None  # a stub alone is pinned to its latest version on publish
     quantization: str | None = None
     seed: int = 0
 
@@ -34,6 +35,9 @@ def make_export(folder: str | os.PathLike[str], model: DemoModel) -> Path:
     import torch
     from safetensors.torch import save_file
 
+    from zoo.compress.card import render_card
+    from zoo.evaluation.counting import count_nonzero, count_parameters
+    from zoo.evaluation.schema import BatchFigures, ModelFigures
     from zoo.index.export import META_FILE, ExportMeta
     from zoo.index.schema import Lineage, QuantizationFacts, SparsityFacts
     from zoo.models import get_model
@@ -68,15 +72,18 @@ def make_export(folder: str | os.PathLike[str], model: DemoModel) -> Path:
         else "version: 1\nstages: {}\n"
     )
     dataset = model.stub.split("/")[3]
-    (out / "README.md").write_text(
-        f"---\nlibrary_name: zoo\ndatasets: [{dataset}]\nlicense: apache-2.0\n---\n"
-        f"# {model.stub}\n\nA **{model.arch}** with {model.sparsity:.0%} of its weights "
-        "set to zero, made for tests.\n\n- accuracy is synthetic\n- <b>raw html</b> stays text\n"
-    )
     metrics: dict[str, dict[str, Scalar]] = {dataset: {"accuracy": model.accuracy}}
-    benchmarks: dict[str, dict[str, Scalar]] = {
-        "cpu-2core": {"latency_ms": model.latency_ms, "batch_size": 1}
-    }
+    control = 1.3 if model.noisy else 1.0
+    timing = BatchFigures(
+        p50_ms=model.latency_ms,
+        p90_ms=model.latency_ms,
+        throughput=round(1000 / model.latency_ms, 2),
+        speedup=1.0,
+        control=control,
+        spread=0.02,
+        noisy=model.noisy,
+    )
+    benchmarks = {"cpu-2core": ModelFigures(batches={1: timing}).index_figures()}
     quant = (
         QuantizationFacts(scheme=model.quantization, weight_bits=8, method="ptq")
         if model.quantization
@@ -90,10 +97,18 @@ def make_export(folder: str | os.PathLike[str], model: DemoModel) -> Path:
             overall=zeros / total if total else 0.0,
             parameters=total,
             nonzero=total - zeros,
+            model_parameters=count_parameters(net),
+            model_nonzero=count_nonzero(net),
             per_layer=per_layer,
         ),
         quantization=quant,
         lineage=Lineage(parent=model.parent, data_hash="d" * 16, recipe_hash=f"r{model.seed:015d}"),
+    )
+    sizes = {p.relative_to(out).as_posix(): p.stat().st_size for p in out.rglob("*")}
+    (out / "README.md").write_text(
+        render_card(meta, model.arch, [], sizes)
+        + f"\nA **{model.arch}** made for tests.\n\n- accuracy is synthetic\n"
+        "- <b>raw html</b> stays text\n"
     )
     (out / META_FILE).write_text(meta.to_json())
     return out
@@ -142,6 +157,7 @@ DEMO: tuple[DemoModel, ...] = (
         latency_ms=0.90,
         seed=6,
     ),
+    # Transferred to another dataset: its parent named by stub, pinned to v1 on publish.
     DemoModel(
         "zoo:cv/classification/cnn_small/mnist/pruned50",
         arch="cnn_small",
@@ -149,6 +165,8 @@ DEMO: tuple[DemoModel, ...] = (
         sparsity=0.5,
         accuracy=0.981,
         latency_ms=0.85,
+        noisy=True,
+        parent="zoo:cv/classification/cnn_small/fashion_mnist/base",
         seed=7,
     ),
     # A second version of the base stub: better accuracy, same architecture.
@@ -160,10 +178,16 @@ def populate(
     store: Any, workdir: str | os.PathLike[str], models: Sequence[DemoModel] = DEMO
 ) -> list[str]:
     """Publish `models` (in order) into `store`; returns the published refs."""
+    from zoo.index.export import read_export
+    from zoo.index.lineage import pin_parent
     from zoo.index.publish import publish
+    from zoo.index.view import open_index
 
     refs = []
     for i, model in enumerate(models):
-        folder = make_export(Path(workdir) / f"export-{i}", model)
-        refs.append(publish(folder, store).entry.ref)
+        export = read_export(make_export(Path(workdir) / f"export-{i}", model))
+        if export.meta.lineage.parent is not None:  # as the register stage does
+            lineage = pin_parent(export.meta.lineage, open_index(store))
+            export = replace(export, meta=replace(export.meta, lineage=lineage))
+        refs.append(publish(export, store).entry.ref)
     return refs

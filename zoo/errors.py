@@ -332,3 +332,10 @@ class UnsupportedArchitectureError(ZooError, ValueError):
     """A transformers config the `hf` architecture cannot wrap for the task asked."""
 
     exit_code = 2
+
+
+# --- measuring models (zoo/evaluation/) ---
+
+
+class MemoryMeasureError(ZooError, RuntimeError):
+    """The fresh process that measures a model's peak memory failed."""

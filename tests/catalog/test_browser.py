@@ -109,3 +109,29 @@ def test_filters_sorting_and_click_through(page, base_url: str) -> None:  # type
     assert page.locator("svg.plot circle.pt.front").count() == 3 + 4 + 2  # + legends
     shoot(page, "catalog-plot.png")
     assert errors == []
+
+
+def test_card_tables_transfer_lineage_and_noisy_latency(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
+    transfer = "zoo:cv/classification/cnn_small/mnist/pruned50@v1"
+    parent = "zoo:cv/classification/cnn_small/fashion_mnist/base@v1"
+    page.goto(f"{base_url}/index.html")
+    page.fill("#q", "mnist/pruned50")
+    assert rows(page) == [transfer]
+    assert page.locator("#rows tr td").last.inner_text().endswith("(noisy)")
+
+    page.click(f"text={transfer[:-3]}")
+    page.wait_for_url("**/models/cv--classification--cnn_small--mnist--pruned50--v1.html")
+    # The model card's tables (written by the real card renderer) are HTML tables.
+    card = page.locator("section.card")
+    headers = card.locator("table").first.locator("th").all_inner_texts()
+    assert [h.lower() for h in headers] == ["dataset", "metric", "value"]  # CSS upper-cases
+    assert "| --- |" not in card.inner_text()
+    assert page.locator("#latency-value .badge.noisy").inner_text() == "noisy"
+    assert page.locator("#parameters-value").inner_text() != "-"
+    shoot(page, "catalog-transfer.png")
+
+    # The transfer's parent, named by stub when it was made, was pinned to v1 on publish
+    # and the lineage graph links its page.
+    page.locator("svg.lineage a").first.click()
+    page.wait_for_url("**/models/cv--classification--cnn_small--fashion_mnist--base--v1.html")
+    assert page.locator("#stub").inner_text() == parent

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from zoo.index.schema import Stub
 from zoo.index.view import open_index
 
 from .conftest import STUB
@@ -54,3 +57,47 @@ def test_register_twice_registers_once(tmp_path: Path, tiny) -> None:  # type: i
     assert second["registry_files"] == []
     view = open_index(tmp_path / "store")  # type: ignore[arg-type]
     assert view.generation == 1 and len(list(view.summaries())) == 1
+
+
+def _with_parent(export: Path, parent: str) -> Path:
+    meta = json.loads((export / "zoo.json").read_text())
+    meta["lineage"]["parent"] = parent
+    (export / "zoo.json").write_text(json.dumps(meta))
+    return export
+
+
+def test_a_parent_named_by_stub_is_pinned_to_its_version(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
+    parent = "zoo:cv/classification/mlp/fashion_mnist/base"
+    _register(tiny("parent", seed=1, stub=parent), tmp_path)
+    _register(tiny("parent-v2", seed=2, stub=parent), tmp_path)
+    child = _register(_with_parent(tiny("child"), parent), tmp_path)
+    view = open_index(tmp_path / "store")  # type: ignore[arg-type]
+    entry = view.entry(view.resolve(Stub.parse(STUB)).stub, 1)
+    assert child["ref"] == entry.ref
+    assert entry.lineage.parent == parent + "@v2"  # the version published when registered
+
+
+def test_a_parent_missing_from_the_store_fails_the_stage(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
+    missing = "zoo:cv/classification/mlp/fashion_mnist/nowhere"
+    _register(tiny("other", stub="zoo:cv/classification/mlp/fashion_mnist/base"), tmp_path)
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        _register(_with_parent(tiny("child"), missing), tmp_path)
+    assert f"stub {missing} is not registered" in failed.value.stderr
+    view = open_index(tmp_path / "store")  # type: ignore[arg-type]
+    assert Stub.parse(STUB) not in view.stubs()  # nothing published for the child
+
+
+def test_a_child_registered_before_its_parent_publishes_the_parent_first(
+    tmp_path: Path,
+    tiny,  # type: ignore[no-untyped-def]
+) -> None:
+    """DVC may run the child's register stage first; the parent's export is beside it."""
+    parent = "zoo:cv/classification/mlp/fashion_mnist/base"
+    parent_dir = tiny("parent", seed=1, stub=parent)
+    child = _register(_with_parent(tiny("child"), parent), tmp_path)
+    view = open_index(tmp_path / "store")  # type: ignore[arg-type]
+    assert view.entry(Stub.parse(STUB), 1).lineage.parent == parent + "@v1"
+    assert (tmp_path / "registry/cv/classification/mlp/fashion_mnist/base/v1.json").is_file()
+    own = _register(parent_dir, tmp_path)  # the parent's own stage: nothing new
+    assert own["ref"] == parent + "@v1" and own["created"] is False
+    assert child["ref"] == STUB + "@v1"

@@ -73,3 +73,30 @@ def test_verify_recomputes_sparsity_and_notices_a_missing_blob(store: LocalStore
     (store.root / blob_key(readme.sha256)).unlink()
     problems = verify_index(open_index(store)).problems
     assert any(entry.ref in p and "README.md" in p and "missing" in p for p in problems)
+
+
+def test_verify_recounts_the_loaded_models_parameters_and_nonzeros(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    import json
+
+    from zoo.client.testing import DemoModel, make_export
+
+    honest = make_export(tmp_path / "honest", DemoModel(STUB_A, sparsity=0.5, seed=1))
+    publish(honest, store)
+    assert verify_index(open_index(store)).ok
+
+    lying = make_export(tmp_path / "lying", DemoModel(STUB_B, sparsity=0.5, seed=2))
+    meta = json.loads((lying / "zoo.json").read_text())
+    claimed = meta["sparsity"]["model_parameters"]
+    meta["sparsity"]["model_parameters"] = claimed * 3  # the stream count of a packed export
+    (lying / "zoo.json").write_text(json.dumps(meta))
+    entry = publish(lying, store).entry
+    problems = verify_index(open_index(store)).problems
+    assert problems == [
+        f"{entry.ref}: the loaded model has {claimed} parameters, index says {claimed * 3}"
+    ]
+
+
+STUB_A = "zoo:cv/classification/mlp/fashion_mnist/pruned50"
+STUB_B = "zoo:cv/classification/mlp/fashion_mnist/pruned50_b"

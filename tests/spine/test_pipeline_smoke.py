@@ -8,6 +8,7 @@ registered in the copy's local store.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.spine.repo_copy import copy_repo, run
+from zoo.evaluation.schema import CONTROL_TOLERANCE, BenchmarkReport
 
 pytestmark = pytest.mark.slow
 DVC = [sys.executable, "-m", "dvc"]
@@ -61,9 +63,14 @@ def test_every_flow_is_built_measured_and_registered(smoke_repo: tuple[Path, dic
         else:
             assert 0.0 < metrics["test"]["accuracy"] <= 1.0
             assert 0.0 <= metrics["test"]["agreement"] <= 1.0
-        bench = json.loads((repo / f"metrics/bench/{key}.json").read_text())
-        for side in ("model", "baseline"):
-            assert bench[side]["b64_p50_ms"] > 0 and bench[side]["size_bytes"] > 0
+        bench = _bench(repo, key)
+        for side in (bench.model, bench.baseline):
+            b64 = side.batches[64]
+            assert b64.p50_ms > 0 and (side.size_bytes or 0) > 0
+            assert all((b.peak_memory_mb or 0) > 0 for b in side.batches.values())
+        for b in bench.model.batches.values():  # every ratio carries its control and spread
+            assert b.speedup and b.control and b.spread is not None
+            assert b.noisy or abs(b.control - 1) <= CONTROL_TOLERANCE  # strays: marked
         receipt = json.loads((repo / f"metrics/register/{key}.json").read_text())
         assert receipt["ref"] == f"{entry['stub']}@v1"
     hf_layers = {  # transformers models (the `hf` architecture): SparseGPT 50%, GMP 60%
@@ -73,9 +80,64 @@ def test_every_flow_is_built_measured_and_registered(smoke_repo: tuple[Path, dic
     for key, (layer, target) in hf_layers.items():
         sparsity = json.loads((repo / f"models/export/{key}/zoo.json").read_text())["sparsity"]
         assert abs(sparsity["per_layer"][layer] - target) < 0.01, (key, sparsity["per_layer"])
-    gmp_qat = json.loads((repo / "metrics/bench/cnn_gmp90_qat.json").read_text())
-    assert gmp_qat["model"]["sparsity"] > 0.85
-    assert gmp_qat["size_ratio"] >= 15, "GMP 90% + int8 must be <= 1/15 of the dense export"
+    gmp_qat = _bench(repo, "cnn_gmp90_qat").model
+    assert (gmp_qat.sparsity or 0) > 0.85
+    assert (gmp_qat.size_ratio or 0) >= 15, "GMP 90% + int8 must be <= 1/15 of the dense export"
+    text, vision = _bench(repo, "minilm_sparsegpt50").model, _bench(repo, "cnn_dense").model
+    assert text.batches[1].peak_memory_mb > vision.batches[1].peak_memory_mb > 0  # type: ignore[operator]
+
+
+def _bench(repo: Path, key: str) -> BenchmarkReport:
+    path = repo / f"metrics/bench/{key}.json"
+    return BenchmarkReport.from_dict(json.loads(path.read_text()), str(path))
+
+
+def test_what_users_see_is_what_the_pipeline_measured(
+    smoke_repo: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """Latency, parameters, non-zeros and lineage of the registered entries reach search
+    and the catalog as measured (the benchmark stage's real output, not hand-made keys)."""
+    from zoo.client.api import info, load
+    from zoo.evaluation.counting import count_nonzero, count_parameters
+
+    repo, entries = smoke_repo
+    store = str(repo / ".zoo/store")
+    found = run([*ZOO, "search", "--pareto", "latency", "--registry", store, "--json"], repo)
+    assert found.returncode == 0, found.stderr
+    front = json.loads(found.stdout)
+    assert front and all(hit["latency_ms"] > 0 for hit in front)
+
+    built = run(
+        [*ZOO, "catalog", "build", "--out", str(tmp_path / "site"), "--registry", store], repo
+    )
+    assert built.returncode == 0, built.stderr
+    index = (tmp_path / "site/index.html").read_text()
+    data = index.split('<script type="application/json" id="zoo-data">', 1)[1]
+    rows = json.loads(data.split("</script>", 1)[0])
+    assert len(rows) == len(entries)
+    assert all(row["latency_ms"] and row["latency_ms"] > 0 for row in rows), rows
+    plots = [p for p in (tmp_path / "site/plots").glob("*--*.html")]
+    assert plots
+    for plot in plots:
+        html = plot.read_text()
+        assert "No models with both latency" not in html and "<circle" in html, plot.name
+
+    summary = run([sys.executable, "-m", "zoo.pipeline.summary"], repo)
+    assert summary.returncode == 0, summary.stderr
+    for column in ("sparsity (prunable layers)", "sparsity (all weights)", "control"):
+        assert column in summary.stdout, column
+
+    cache = str(tmp_path / "cache")
+    for key, entry in entries.items():
+        ref = json.loads((repo / f"metrics/register/{key}.json").read_text())["ref"]
+        published = info(ref, registry=store, cache_dir=cache)
+        model = load(ref, registry=store, cache_dir=cache)
+        assert published.parameters == count_parameters(model), key
+        assert published.nonzero == count_nonzero(model), key
+        parent = published.lineage.parent
+        if entry["flow"] != "dense" and parent is not None:
+            assert re.search(r"@v[0-9]+$", parent), f"{key}: parent {parent} has no version"
+            info(parent, registry=store, cache_dir=cache)  # and it is in this registry
 
 
 def test_exports_round_trip_through_the_client(smoke_repo: tuple[Path, dict]) -> None:

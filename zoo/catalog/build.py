@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from zoo.catalog import svg
-from zoo.client.api import latency_ms
-from zoo.client.fmt import fmt_bytes, fmt_int, fmt_metric, fmt_ms, fmt_pct
+from zoo.client.fmt import (
+    MODEL_SPARSITY,
+    PRUNABLE_SPARSITY,
+    fmt_bytes,
+    fmt_int,
+    fmt_metric,
+    fmt_ms,
+    fmt_pct,
+)
 from zoo.client.pareto import pareto_front
 from zoo.client.search import metric_value
 from zoo.errors import DownloadIntegrityError
+from zoo.evaluation.schema import figures_of
 from zoo.index.schema import FACETS, Entry, EntrySummary, parse_ref
 from zoo.storage.base import Store, sha256_bytes
 
@@ -64,6 +72,7 @@ class _Fmt:
 def _row(entry: Entry, aliases: list[str], is_latest: bool, metric: str) -> dict[str, Any]:
     summary = EntrySummary.of(entry, "")
     stub = entry.stub
+    figures = figures_of(entry.benchmarks)
     name, _, dataset = metric.partition("@")
     metric_dataset = dataset or (stub.dataset if stub.dataset in entry.metrics else None)
     if metric_dataset is None:
@@ -80,13 +89,21 @@ def _row(entry: Entry, aliases: list[str], is_latest: bool, metric: str) -> dict
         "metric_dataset": metric_dataset,
         "size": entry.size,
         "parameters": entry.parameters,
+        "nonzero": entry.nonzero,
         "sparsity": entry.sparsity.overall,
+        "model_sparsity": _model_sparsity(entry),
         "quantized": entry.quantization.scheme,
-        "latency_ms": latency_ms(entry.benchmarks),
+        "latency_ms": figures.latency_ms if figures else None,
+        "latency_noisy": bool(figures and figures.noisy),
         "created_at": entry.created_at,
         "href": f"models/{page_slug(entry.ref)}.html",
         "search": " ".join([str(stub), *aliases, entry.quantization.scheme or ""]).lower(),
     }
+
+
+def _model_sparsity(entry: Entry) -> float | None:
+    nonzero = entry.nonzero
+    return None if nonzero is None else 1.0 - nonzero / max(entry.parameters, 1)
 
 
 def _environment() -> Any:
@@ -116,7 +133,8 @@ def _card_html(text: str) -> str:
 
     body = re.sub(r"\A---\n.*?\n---\n", "", text, count=1, flags=re.S)  # YAML front matter
     # html=False: a model card is data from a publisher; raw HTML in it is shown as text.
-    return str(MarkdownIt("commonmark", {"html": False}).render(body))
+    # The commonmark preset leaves GFM tables off; model cards put their facts in tables.
+    return str(MarkdownIt("commonmark", {"html": False}).enable("table").render(body))
 
 
 class CatalogSource:
@@ -272,6 +290,7 @@ def build_catalog(
         "built_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "fmt": _Fmt,
         "metric_label": metric_label,
+        "sparsity_labels": {"prunable": PRUNABLE_SPARSITY, "model": MODEL_SPARSITY},
     }
     facets = [
         {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.client.diff import EntryDiff, diff_entries
 from zoo.client.search import Hit, Query, SearchIndex, Threshold
 from zoo.client.session import Session, Snapshot
+from zoo.evaluation.schema import figures_of
 from zoo.index.schema import Entry, EntrySummary
 
 if TYPE_CHECKING:
@@ -36,18 +37,10 @@ def session(
 def latency_ms(
     benchmarks: Mapping[str, Mapping[str, Any]], machine: str | None = None
 ) -> float | None:
-    """The batch-1 latency in ms from an entry's benchmarks (first machine unless named)."""
-    machines = [machine] if machine else sorted(benchmarks)
-    for name in machines:
-        values = benchmarks.get(name, {})
-        for key in ("latency_ms", "batch1_latency_ms", "latency_ms_b1"):
-            value = values.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-        for key, value in sorted(values.items()):
-            if "latency" in key and isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value) * (1000.0 if key.endswith("_s") else 1.0)
-    return None
+    """The median latency at the smallest batch measured (batch 1), in ms, from an
+    entry's benchmarks (first machine unless named); None when none was recorded."""
+    figures = figures_of(benchmarks, machine)
+    return None if figures is None else figures.latency_ms
 
 
 def search(

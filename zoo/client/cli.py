@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from zoo.client.fmt import fmt_bytes, fmt_metric, fmt_pct
+from zoo.client.fmt import PRUNABLE_SPARSITY, fmt_bytes, fmt_int, fmt_metric, fmt_pct
 
 
 def _common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None:
@@ -218,8 +218,9 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     lines = [
         f"[bold]{entry.ref}[/bold]  published {entry.created_at or '?'}",
-        f"size {fmt_bytes(entry.size)}, {entry.parameters:,} parameters, "
-        f"sparsity {fmt_pct(entry.sparsity.overall)} ({entry.sparsity.structure}), "
+        f"size {fmt_bytes(entry.size)}, {entry.parameters:,} parameters "
+        f"({fmt_int(entry.nonzero)} non-zero), {PRUNABLE_SPARSITY} "
+        f"{fmt_pct(entry.sparsity.overall)} ({entry.sparsity.structure}), "
         f"quantization {entry.quantization.scheme or 'none'}",
     ]
     _print("\n".join(lines))

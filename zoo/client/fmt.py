@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+#: The two sparsity figures, named the same way in the CLI, the catalog, the summary table
+#: and the README: zeros among the weights of prunable (conv / linear) layers, and zeros
+#: among every weight of the model (embeddings, norms and biases included).
+PRUNABLE_SPARSITY = "sparsity (prunable layers)"
+MODEL_SPARSITY = "sparsity (all weights)"
+
 
 def fmt_bytes(n: float | None) -> str:
     if n is None:

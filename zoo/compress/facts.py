@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zoo.evaluation.counting import count_nonzero, count_parameters
 from zoo.index.schema import QuantizationFacts, SparsityFacts
 from zoo.modifiers import quantization as q
 
@@ -61,6 +62,8 @@ def sparsity_facts(
         overall=round(overall, 6),
         parameters=total,
         nonzero=nonzero,
+        model_parameters=count_parameters(model),
+        model_nonzero=count_nonzero(model),
         structure=structure or _structure(weights, overall),
         per_layer=per_layer,
     )

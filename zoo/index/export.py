@@ -234,7 +234,10 @@ def _finish(
         f"      - type: MagnitudePruningModifier\n        sparsity: {sparsity.overall:.4f}\n"
     )
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    benchmarks: dict[str, dict[str, Scalar]] = {"cpu-2core": {"latency_ms": 1.0, "batch_size": 1}}
+    from zoo.evaluation.schema import BatchFigures, ModelFigures
+
+    timing = BatchFigures(p50_ms=1.0, p90_ms=1.0, throughput=1000.0, control=1.0)
+    benchmarks = {"cpu-2core": ModelFigures(batches={1: timing}).index_figures()}
     (folder / "benchmarks.json").write_text(json.dumps(benchmarks, indent=2) + "\n")
     (folder / "README.md").write_text(_card(stub, metrics, sparsity.overall))
     meta = ExportMeta(

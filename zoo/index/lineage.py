@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 from zoo.errors import SchemaError
-from zoo.index.schema import Lineage
+from zoo.index.schema import Lineage, parse_ref, parse_version
+from zoo.index.view import IndexView
 
 
 def git_state(repo: str | os.PathLike[str]) -> tuple[str | None, bool | None]:
@@ -103,3 +104,20 @@ def collect_lineage(
         git_dirty=base.git_dirty if base.git_dirty is not None else dirty,
         dvc_stages=base.dvc_stages or stages,
     )
+
+
+def pin_parent(lineage: Lineage, view: IndexView) -> Lineage:
+    """`lineage` with its parent named as `stub@vN`.
+
+    The export stage runs before its parent is published, so a parent made in the same
+    pipeline is named by stub alone (or by an alias); it is pinned here, when the entry
+    is registered, to the version the store's index names for it now. A parent that is
+    not in the store is an error: register the parent first.
+    """
+    if lineage.parent is None:
+        return lineage
+    stub, ref = parse_ref(lineage.parent)
+    if ref is not None and parse_version(ref) is not None:
+        return lineage
+    summary = view.resolve(stub, ref)
+    return replace(lineage, parent=stub.at(summary.version))

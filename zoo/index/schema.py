@@ -183,11 +183,17 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class SparsityFacts:
-    """How sparse the model is (weights of prunable layers, as the recipe targeted)."""
+    """How sparse the model is: `overall`, `parameters` and `nonzero` count the weights of
+    prunable (conv / linear) layers, as the recipe targeted ("sparsity (prunable
+    layers)"); `model_parameters` and `model_nonzero` count every weight of the loaded
+    model, embeddings, norms and biases included ("sparsity (all weights)"), 0 when an
+    older export did not record them."""
 
     overall: float = 0.0  # fraction of zero weights over `parameters`
     parameters: int = 0  # prunable parameters counted
     nonzero: int = 0
+    model_parameters: int = 0
+    model_nonzero: int = 0
     structure: str = "unstructured"  # "unstructured", "2:4", "channel", ...
     per_layer: dict[str, float] = field(default_factory=dict)
 
@@ -259,8 +265,16 @@ class Entry:
 
     @property
     def parameters(self) -> int:
-        """Elements stored in the top-level safetensors files (the weights, not samples/)."""
+        """Parameters of the loaded model. Entries from before this was recorded fall
+        back to the elements stored in the weights files (packed streams included)."""
+        if self.sparsity.model_parameters:
+            return self.sparsity.model_parameters
         return sum(f.parameters or 0 for f in self.files if is_weights_file(f.path))
+
+    @property
+    def nonzero(self) -> int | None:
+        """Non-zero weights of the loaded model (None when the entry does not record it)."""
+        return self.sparsity.model_nonzero if self.sparsity.model_parameters else None
 
     def file(self, path: str) -> FileRecord:
         for record in self.files:

@@ -2,8 +2,9 @@
 
 For each version of each stub: the entry object's own sha256, its stub and version, and
 for each file the blob's size and sha256, and for safetensors files the parameter count
-and zero count (hence sparsity) recomputed from the bytes. Aliases must point at existing
-versions. Every problem names the entry and the file.
+and zero count (hence sparsity) recomputed from the bytes; and the model's parameters and
+non-zeros (what search and the catalog show) recounted on the loaded model. Aliases must
+point at existing versions. Every problem names the entry and the file.
 """
 
 from __future__ import annotations
@@ -87,6 +88,36 @@ def _check_file(entry: Entry, record: FileRecord, facts: BlobFacts) -> list[str]
     return problems
 
 
+def _check_model_counts(entry: Entry, workdir: Path, store: Store) -> list[str]:
+    """Load the entry's model as a user would and recount its parameters and non-zeros
+    (the figures search and the catalog show), when the entry records them."""
+    facts = entry.sparsity
+    if not facts.model_parameters:
+        return []
+    from zoo.client.load import load_folder
+    from zoo.client.session import Session
+    from zoo.evaluation.counting import count_nonzero, count_parameters
+
+    session = Session(store=store, cache_dir=workdir / "models", offline=False, progress=False)
+    try:
+        model = load_folder(session.download(entry).folder)
+    except ZooError as exc:
+        return [f"{entry.ref}: model does not load: {exc}"]
+    problems = []
+    parameters, nonzero = count_parameters(model), count_nonzero(model)
+    if parameters != facts.model_parameters:
+        problems.append(
+            f"{entry.ref}: the loaded model has {parameters} parameters, "
+            f"index says {facts.model_parameters}"
+        )
+    if nonzero != facts.model_nonzero:
+        problems.append(
+            f"{entry.ref}: the loaded model has {nonzero} non-zero weights, "
+            f"index says {facts.model_nonzero}"
+        )
+    return problems
+
+
 def verify_index(view: IndexView, progress: Callable[[str], None] | None = None) -> VerifyReport:
     problems: list[str] = []
     checked: dict[tuple[str, bool], BlobFacts] = {}
@@ -116,4 +147,5 @@ def verify_index(view: IndexView, progress: Callable[[str], None] | None = None)
                     if key not in checked:
                         checked[key] = _blob_facts(view.store, file, Path(tmp))
                     problems.extend(_check_file(entry, file, checked[key]))
+                problems.extend(_check_model_counts(entry, Path(tmp), view.store))
     return VerifyReport(view.generation, entries, len({k[0] for k in checked}), problems)

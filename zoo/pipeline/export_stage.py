@@ -8,22 +8,11 @@ from typing import Any
 
 from zoo.data.loaders import collate, load_split
 from zoo.data.prepare import dataset_digest
+from zoo.evaluation.schema import BenchmarkReport
 from zoo.index.schema import Lineage
 from zoo.pipeline.entries import BenchSettings, EntryConfig, model_dir
 from zoo.pipeline.measure import _tokenizer_for
 from zoo.pipeline.model_io import load_model_folder, read_receipt
-
-# The benchmark figures an index entry keeps (the full table stays in benchmarks.json).
-INDEX_BENCH_KEYS = (
-    "b1_p50_ms",
-    "b64_p50_ms",
-    "b64_throughput",
-    "b64_speedup",
-    "b64_peak_memory_mb",
-    "size_bytes",
-    "flops",
-    "flops_sparse",
-)
 
 
 def parent_stub(entry: EntryConfig, entries: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -61,13 +50,6 @@ def index_metrics(entry: EntryConfig, metrics: Mapping[str, Any]) -> dict[str, d
     }
 
 
-def index_benchmarks(bench: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    ours = bench["model"]
-    row = {k: ours[k] for k in INDEX_BENCH_KEYS if k in ours}
-    row["size_ratio"] = bench["size_ratio"]
-    return {bench["machine"]: row}
-
-
 def run_export(
     entry: EntryConfig,
     entries: Mapping[str, Mapping[str, Any]],
@@ -75,7 +57,7 @@ def run_export(
     data_root: Path,
     source_dir: Path,
     metrics: Mapping[str, Any],
-    benchmark: Mapping[str, Any],
+    benchmark: BenchmarkReport,
     out_dir: Path,
 ) -> None:
     from zoo.compress.export import export_model
@@ -95,7 +77,7 @@ def run_export(
         stub=entry.stub,
         recipe=entry.recipe,
         metrics=index_metrics(entry, metrics),
-        benchmarks=index_benchmarks(benchmark),
+        benchmarks=benchmark.index_figures(),
         sample_inputs=inputs,
         lineage=Lineage(
             parent=parent_stub(entry, entries), data_hash=dataset_digest(data_root / entry.data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from zoo.compress.format import CSR_MIN_SPARSITY  # a layer this sparse is also 
 from zoo.data.loaders import SplitTensors, load_split
 from zoo.data.prepare import dataset_digest
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
-from zoo.evaluation.speed import measure_side_by_side, speed_table
+from zoo.evaluation.memory import peak_memory_mb
+from zoo.evaluation.schema import BenchmarkReport, ModelFigures
+from zoo.evaluation.speed import measure_side_by_side
 from zoo.fsutil import atomic_write_json, sha256_file
 from zoo.models import arch_config_of
 from zoo.pipeline.dense import text_tokenizer
@@ -169,7 +172,7 @@ def run_benchmark(
     data_root: Path,
     model_dir: Path,
     baseline_dir: Path,
-) -> dict[str, Any]:
+) -> BenchmarkReport:
     """Latency, throughput, memory, size, parameters and FLOPs, side by side with the baseline."""
     model = load_model_folder(model_dir)
     baseline = load_model_folder(baseline_dir)
@@ -182,40 +185,44 @@ def run_benchmark(
     )
     make_inputs = _bench_inputs(data)
     models: dict[str, nn.Module] = {"model": model, "baseline": baseline}
-    sparsity = _sparsity(model)
-    if sparsity >= CSR_MIN_SPARSITY and not _is_quantized(model):
+    if _sparsity(model) >= CSR_MIN_SPARSITY and not _is_quantized(model):
         models["model_csr"] = load_model_folder(model_dir, keep="sparse")
-    speeds = speed_table(
-        measure_side_by_side(
-            models,
-            make_inputs,
-            tuple(bench.batch_sizes),
-            rounds=bench.rounds,
-            warmup=bench.warmup,
-            budget_s=bench.budget_s,
-        ),
+    batch_sizes = tuple(sorted(bench.batch_sizes))
+    timings = measure_side_by_side(
+        models,
+        make_inputs,
         baseline="baseline",
+        batch_sizes=batch_sizes,
+        rounds=bench.rounds,
+        warmup=bench.warmup,
+        budget_s=bench.budget_s,
     )
-    one = make_inputs(1)
-    result: dict[str, Any] = {"machine": machine_name()}
-    for name, module in (("model", model), ("baseline", baseline)):
-        folder = model_dir if name == "model" else baseline_dir
+    inputs_by_batch = {size: make_inputs(size) for size in batch_sizes}
+    one = make_inputs(min(batch_sizes))
+    figures: dict[str, ModelFigures] = {}
+    for name, module, folder in (
+        ("model", model, model_dir),
+        ("baseline", baseline, baseline_dir),
+    ):
+        memory = peak_memory_mb(folder, inputs_by_batch)
         flops = estimate_flops(module, one)
-        result[name] = {
-            **speeds[name],
-            "parameters": count_parameters(module),
-            "nonzero": count_nonzero(module),
-            "sparsity": round(_sparsity(module), 4),
-            "flops": flops["dense"],
-            "flops_sparse": flops["sparse"],
-            "size_bytes": _folder_bytes(folder),
-        }
-    if "model_csr" in speeds:
-        result["model_csr"] = speeds["model_csr"]
-    result["size_ratio"] = round(
-        result["baseline"]["size_bytes"] / result["model"]["size_bytes"], 3
-    )
-    return result
+        figures[name] = ModelFigures(
+            batches={
+                size: replace(timing, peak_memory_mb=memory[size])
+                for size, timing in timings[name].items()
+            },
+            size_bytes=_folder_bytes(folder),
+            parameters=count_parameters(module),
+            nonzero=count_nonzero(module),
+            sparsity=round(_sparsity(module), 4),
+            flops=flops["dense"],
+            flops_sparse=flops["sparse"],
+        )
+    base_size = figures["baseline"].size_bytes or 0
+    model_size = figures["model"].size_bytes or 0
+    figures["model"] = replace(figures["model"], size_ratio=round(base_size / model_size, 3))
+    csr = ModelFigures(batches=timings["model_csr"]) if "model_csr" in timings else None
+    return BenchmarkReport(machine_name(), figures["model"], figures["baseline"], csr)
 
 
 def _is_quantized(model: nn.Module) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zoo.client.pareto import is_on_front, pareto_front
+from zoo.evaluation.schema import BenchmarkReport
 
 FIELDS = (
     "entry",
@@ -42,15 +43,16 @@ def collect_points(metrics_dir: Path, bench_dir: Path, datasets: dict[str, str])
         metrics = json.loads(path.read_text())
         if "accuracy" not in metrics["test"]:
             continue  # a language model: perplexity, not on the accuracy fronts
-        bench = json.loads(bench_path.read_text())["model"]
+        bench = BenchmarkReport.from_dict(json.loads(bench_path.read_text()), str(bench_path))
+        largest = bench.model.batches[max(bench.model.batches)]
         points.append(
             Point(
                 entry=path.stem,
                 dataset=datasets[path.stem],
                 accuracy=round(metrics["test"]["accuracy"], 6),
-                size_kb=round(bench["size_bytes"] / 1024, 2),
-                b64_latency_ms=bench["b64_p50_ms"],
-                sparsity=bench["sparsity"],
+                size_kb=round((bench.model.size_bytes or 0) / 1024, 2),
+                b64_latency_ms=largest.p50_ms,
+                sparsity=bench.model.sparsity or 0.0,
             )
         )
     return points

@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from zoo.client.fmt import MODEL_SPARSITY, PRUNABLE_SPARSITY
+from zoo.evaluation.schema import BenchmarkReport
 from zoo.models.checkpoint import read_config
 
 
@@ -42,17 +44,32 @@ def zoo_table(entries: dict[str, Any], root: Path) -> Table:
     table = Table(title="The zoo (each model against its dense baseline)")
     table.add_column("entry")
     table.add_column("flow")
-    for column in ("test acc", "retained", "sparsity", "size KB", "smaller", "b64 ms", "faster"):
+    columns = (
+        "test acc",
+        "retained",
+        PRUNABLE_SPARSITY,
+        MODEL_SPARSITY,
+        "size KB",
+        "smaller",
+        "b64 ms",
+        "faster",
+        "control",
+    )
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_column("registered as")
     for key, entry in entries.items():
         metrics = _json(root / "metrics/zoo" / f"{key}.json")
-        bench = _json(root / "metrics/bench" / f"{key}.json")
+        bench_json = _json(root / "metrics/bench" / f"{key}.json")
         receipt = _json(root / "metrics/register" / f"{key}.json")
-        if metrics is None or bench is None:
-            table.add_row(key, entry["flow"], *["-"] * 7, "(not built)")
+        export = _json(root / "models/export" / key / "zoo.json")
+        if metrics is None or bench_json is None:
+            table.add_row(key, entry["flow"], *["-"] * len(columns), "(not built)")
             continue
-        ours, test = bench["model"], metrics["test"]
+        ours = BenchmarkReport.from_dict(bench_json, f"metrics/bench/{key}.json").model
+        b64 = ours.batches[max(ours.batches)]
+        prunable = export["sparsity"]["overall"] if export else None
+        test = metrics["test"]
         # A causal LM: perplexity (and the ratio to its parent's) in the quality columns.
         quality = (
             (f"ppl {test['perplexity']:.1f}", f"{test['perplexity_ratio']:.2f}x ppl")
@@ -63,11 +80,14 @@ def zoo_table(entries: dict[str, Any], root: Path) -> Table:
             key,
             entry["flow"],
             *quality,
-            f"{100 * ours['sparsity']:.0f}%",
-            f"{ours['size_bytes'] / 1024:.1f}",
-            f"{bench['size_ratio']:.1f}x",
-            f"{ours['b64_p50_ms']:.1f}",
-            f"{ours['b64_speedup']:.2f}x",
+            "-" if prunable is None else f"{100 * prunable:.0f}%",
+            f"{100 * (ours.sparsity or 0.0):.0f}%",
+            f"{(ours.size_bytes or 0) / 1024:.1f}",
+            f"{ours.size_ratio or 0.0:.1f}x",
+            f"{b64.p50_ms:.1f}",
+            f"{b64.speedup or 0.0:.2f}x ±{100 * (b64.spread or 0.0):.0f}%"
+            + (" (noisy)" if b64.noisy else ""),
+            f"{b64.control or 0.0:.2f}x",
             receipt["ref"] if receipt else "-",
         )
     return table
@@ -78,7 +98,7 @@ def main() -> int:
 
     root = Path(".")
     # Logs and pipes get the whole table, not one cut to rich's 80-column default.
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 320)
     if not any((root / "metrics/dense").glob("*.json")):
         print("nothing produced yet: run `make demo` (or `dvc repro`)")
         return 1

@@ -13,6 +13,7 @@
   }
   function fmtNum(v, digits) { return v === null || v === undefined ? "–" : v.toFixed(digits); }
   function fmtInt(v) { return v === null || v === undefined ? "–" : v.toLocaleString("en-US"); }
+  function fmtPct(v) { return v === null || v === undefined ? "–" : (v * 100).toFixed(1) + "%"; }
 
   function matches(m, state) {
     if (state.latestOnly && !m.is_latest) return false;
@@ -84,9 +85,11 @@
       tr.appendChild(cell(fmtNum(m.metric, 4), "num"));
       tr.appendChild(cell(fmtBytes(m.size), "num"));
       tr.appendChild(cell(fmtInt(m.parameters), "num"));
-      tr.appendChild(cell(m.sparsity === null ? "–" : (m.sparsity * 100).toFixed(1) + "%", "num"));
+      tr.appendChild(cell(fmtPct(m.sparsity), "num"));
+      tr.appendChild(cell(fmtPct(m.model_sparsity), "num"));
       tr.appendChild(cell(m.quantized || "–"));
-      tr.appendChild(cell(m.latency_ms === null ? "–" : m.latency_ms.toPrecision(3) + " ms", "num"));
+      var latency = m.latency_ms === null ? "–" : m.latency_ms.toPrecision(3) + " ms";
+      tr.appendChild(cell(latency + (m.latency_noisy ? " (noisy)" : ""), "num"));
       fragment.appendChild(tr);
     });
     body.replaceChildren(fragment);
