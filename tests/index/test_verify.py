@@ -80,7 +80,7 @@ def test_verify_recounts_the_loaded_models_parameters_and_nonzeros(
 ) -> None:
     import json
 
-    from zoo.client.testing import DemoModel, make_export
+    from tests.demo_models import DemoModel, make_export
 
     honest = make_export(tmp_path / "honest", DemoModel(STUB_A, sparsity=0.5, seed=1))
     publish(honest, store)
