@@ -29,6 +29,9 @@ def registry_url(url: str | None = None) -> str:
 
 def canonical_url(url: str) -> str:
     """One spelling per registry, so its cache folder does not depend on how it was typed."""
+    from zoo.storage.base import check_supported_url
+
+    check_supported_url(url)  # `https://host/x` is refused, not read as a folder name
     if url.startswith(("s3://", "hf://")):
         return url.rstrip("/")
     path = url[len("file://") :] if url.startswith("file://") else url
