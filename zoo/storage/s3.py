@@ -20,6 +20,7 @@ from zoo.errors import (
     StoreConflictError,
     StoreError,
     StoreUnreachableError,
+    ZooError,
 )
 from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key, store_timeout
 
@@ -109,6 +110,8 @@ class S3Store(Store):
             NoCredentialsError,
         )
 
+        if isinstance(exc, ZooError):
+            raise exc  # ours already (a refused key): not a server error to translate
         where = f"{self.url} ({self.endpoint_url or 'AWS'})"
         # HTTPClientError covers read timeouts and dropped connections.
         if isinstance(exc, EndpointConnectionError | BotoConnectionError | HTTPClientError):
