@@ -9,15 +9,17 @@ name to "module:function", imported only when such a model is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from zoo.errors import CheckpointError
+from zoo.errors import CheckpointError, ZooError
+from zoo.storage.names import check_file_name
 
 #: compression format -> "module:function(folder, config, keep_compressed) -> nn.Module".
 #: The modifiers/export engineers add rows here as their formats land.
@@ -52,13 +54,35 @@ def load_folder(
     from zoo.models.checkpoint import load_checkpoint, read_config
 
     path = Path(folder)
-    config = read_config(path)
-    fmt = compression_format(config)
-    if fmt == "dense":
-        model = load_checkpoint(path, verify=verify)
-    else:
-        model = _compressed_loader(fmt, path)(path, config, keep_compressed)
+    with readable_files(path, "load the model"):
+        config = read_config(path)
+        weights = config.get("weights", {})
+        if isinstance(weights, dict) and "path" in weights:
+            check_file_name(weights["path"], f"{path}/config.json: weights.path")
+        fmt = compression_format(config)
+        if fmt == "dense":
+            model = load_checkpoint(path, verify=verify)
+        else:
+            model = _compressed_loader(fmt, path)(path, config, keep_compressed)
     return model.eval()
+
+
+@contextlib.contextmanager
+def readable_files(folder: Path, doing: str) -> Iterator[None]:
+    """Turn what malformed files make the readers raise (a pickle named `.safetensors`,
+    a config of the wrong shape, tensors that do not fit the architecture) into one
+    CheckpointError naming the folder: files from a registry are not trusted input."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except ZooError:
+        raise
+    except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{folder}: cannot {doing}: {type(exc).__name__}: {exc}. The files are damaged "
+            "or not a zoo model; re-download it (`zoo cache verify` checks the cache)."
+        ) from exc
 
 
 def _compressed_loader(fmt: str, folder: Path) -> Loader:
