@@ -9,6 +9,7 @@ be anything the JSON holds.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,12 @@ from zoo.index.schema import Stub, parse_ref
 from zoo.storage.base import INDEX_KEY, Store
 
 JSON = dict[str, Any]
+
+
+def _dumps(obj: Any) -> bytes:
+    # The json module writes what orjson refuses (integers past 64 bits, NaN): a hostile
+    # store can write those bytes too.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _sha(data: bytes) -> str:
@@ -39,7 +46,7 @@ def read_shard(store: Store, sha: str) -> dict[str, bytes]:
 
 
 def write_shard(store: Store, records: dict[str, bytes]) -> str:
-    lines = [orjson.dumps({"format": SHARD_FORMAT})]
+    lines = [_dumps({"format": SHARD_FORMAT})]
     lines += [key.encode() + b"\t" + body for key, body in sorted(records.items())]
     data = b"\n".join(lines) + b"\n"
     sha = _sha(data)
@@ -51,7 +58,7 @@ def swap_root(store: Store, edit: Callable[[JSON], Any]) -> None:
     """Replace the published root with `edit(root)` (or the root edited in place)."""
     root, etag = read_root(store)
     new = edit(root)
-    store.swap_index(orjson.dumps(root if new is None else new), etag)
+    store.swap_index(_dumps(root if new is None else new), etag)
 
 
 def rewrite_entry(store: Store, ref: str, edit: Callable[[JSON], None]) -> JSON:
@@ -67,11 +74,11 @@ def rewrite_entry(store: Store, ref: str, edit: Callable[[JSON], None]) -> JSON:
     assert old is not None
     entry = orjson.loads(old.data)
     edit(entry)
-    data = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+    data = _dumps(entry)
     sha = _sha(data)
     store.put_if_absent(f"entries/{sha[:2]}/{sha}.json", data)
     summary["entry_sha256"] = sha
-    records[str(stub)] = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    records[str(stub)] = _dumps(record)
     new_shard = write_shard(store, records)
     swap_root(store, lambda r: r["shards"].__setitem__(shard_id, new_shard))
     return entry
@@ -85,7 +92,7 @@ def edit_record(store: Store, stub: Stub | str, edit: Callable[[JSON], Any]) -> 
     records = read_shard(store, root["shards"][shard_id])
     record = orjson.loads(records[str(parsed)])
     new = edit(record)
-    records[str(parsed)] = orjson.dumps(record if new is None else new)
+    records[str(parsed)] = _dumps(record if new is None else new)
     new_shard = write_shard(store, records)
     swap_root(store, lambda r: r["shards"].__setitem__(shard_id, new_shard))
 

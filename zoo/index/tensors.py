@@ -97,7 +97,7 @@ def _span(name: str, info: Any, where: str) -> TensorSpan:
     if not isinstance(info, dict):
         raise SchemaError(where, f"{bad}: header entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in _DTYPES:
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
         raise SchemaError(where, f"{bad}: unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise SchemaError(where, f"{bad}: shape must be a list of non-negative integers")
