@@ -323,6 +323,9 @@ def _serve(world: Case, weights: Path) -> str:
 def test_the_sentinel_check_can_fail(published: tuple[Path, Path]) -> None:
     """The watcher is real: a write beside the store is caught."""
     store, _ = published
-    with pytest.raises(AssertionError, match="sentinel|beside"):
+    with pytest.raises(AssertionError, match="sentinel tree changed"):  # noqa: SIM117
         with case(store.parent, store) as world:
             (world.sentinel / "victim").write_bytes(b"changed")
+    with pytest.raises(AssertionError, match="appeared beside"):  # noqa: SIM117
+        with case(store.parent, store) as world:
+            (world.root / "stray.lock").touch()
