@@ -447,7 +447,7 @@ class EntrySummary:
     def __post_init__(self) -> None:
         where = f"index summary of {self.stub}"
         check_version_number(self.version, where)
-        check_sha256(self.entry_sha256, where)
+        _check_type(self.entry_sha256, (str,), where, "entry_sha256")
         _check_type(self.content_hash, (str,), where, "content_hash")
         check_count(self.size, where, "size")
         check_count(self.parameters, where, "parameters")
@@ -474,6 +474,9 @@ class EntrySummary:
         d = _pick(cls, data, "summary")
         if not isinstance(d["stub"], Stub):
             d["stub"] = Stub.parse(d["stub"])
+        # Read from an index: it names an entry object, so it must be a hash. (Summaries
+        # built in memory, e.g. by the catalog, may carry none.)
+        check_sha256(d["entry_sha256"], f"index summary of {d['stub']}")
         return cls(**d)
 
     @classmethod
