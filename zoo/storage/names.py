@@ -26,9 +26,13 @@ MAX_DEPTH = 16
 MAX_VERSION = 999_999_999
 
 
+def is_sha256(value: Any) -> bool:
+    return type(value) is str and _SHA256.fullmatch(value) is not None
+
+
 def check_sha256(value: Any, where: str) -> str:
     """A sha256 is 64 lowercase hex characters, nothing else."""
-    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+    if not is_sha256(value):
         raise SchemaError(where, f"{_short(value)} is not a sha256 (64 lowercase hex characters)")
     return value
 
