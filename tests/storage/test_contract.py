@@ -12,7 +12,6 @@ from zoo.errors import (
     ChecksumMismatchError,
     SchemaError,
     StoreConflictError,
-    StoreError,
 )
 from zoo.storage.base import INDEX_KEY, Store
 
