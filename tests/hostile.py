@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
+import pytest
 
 from zoo.index.document import SHARD_FORMAT, entry_key, shard_key, shard_of
 from zoo.index.schema import Stub, parse_ref
 from zoo.storage.base import INDEX_KEY, Store
+from zoo.storage.seaweed import SeaweedServer, seaweedfs
 
 JSON = dict[str, Any]
 
@@ -102,4 +104,24 @@ def file_of(entry: JSON, path: str) -> JSON:
     return record
 
 
-__all__ = ["INDEX_KEY", "edit_record", "file_of", "read_root", "rewrite_entry", "swap_root"]
+def seaweed_fixture(bucket: str) -> Callable[..., Iterator[SeaweedServer]]:
+    """A module-scoped fixture: a SeaweedFS server on loopback holding `bucket`."""
+
+    @pytest.fixture(scope="module")
+    def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+        with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+            server.make_bucket(bucket)
+            yield server
+
+    return seaweed
+
+
+__all__ = [
+    "INDEX_KEY",
+    "edit_record",
+    "file_of",
+    "read_root",
+    "rewrite_entry",
+    "seaweed_fixture",
+    "swap_root",
+]

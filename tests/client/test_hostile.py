@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.conftest import SMALL, CliResult
-from tests.hostile import file_of, rewrite_entry, swap_root
+from tests.hostile import file_of, rewrite_entry, seaweed_fixture, swap_root
 from zoo.client import api
 from zoo.client.cache import Cache
 from zoo.client.session import Session
@@ -37,11 +37,7 @@ REF = SMALL.stub + "@v1"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
-        server.make_bucket(BUCKET)
-        yield server
+seaweed = seaweed_fixture(BUCKET)
 
 
 @pytest.fixture(params=["local", "s3"])

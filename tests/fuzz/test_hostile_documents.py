@@ -142,6 +142,16 @@ def case(base: Path, store: Path) -> Iterator[Case]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def export_case(published: tuple[Path, Path]) -> Iterator[tuple[Case, Path]]:
+    """A case with a copy of the export folder in its tmp/, to damage."""
+    store, export = published
+    with case(store.parent, store) as world:
+        folder = world.tmp / "export"
+        shutil.copytree(export, folder)
+        yield world, folder
+
+
 def run(world: Case, *argv: str) -> int:
     """`zoo ARGV` in-process; only a ZooError may end it, as a one-line error."""
     import zoo.cli
@@ -267,10 +277,7 @@ def _sums_lines(world: Case) -> st.SearchStrategy[str]:
 def test_mutated_sha256sums(data: st.DataObject, published: tuple[Path, Path]) -> None:
     from zoo.compress.load import verify_folder
 
-    store, export = published
-    with case(store.parent, store) as world:
-        folder = world.tmp / "export"
-        shutil.copytree(export, folder)
+    with export_case(published) as (world, folder):
         lines = data.draw(st.lists(_sums_lines(world), max_size=4))
         (folder / "SHA256SUMS").write_text("\n".join(lines) + "\n")
         with contextlib.suppress(ZooError):
@@ -286,10 +293,7 @@ def _header_of(path: Path) -> tuple[dict[str, Any], bytes]:
 @fuzz(250)
 @given(data=st.data())
 def test_mutated_safetensors_headers(data: st.DataObject, published: tuple[Path, Path]) -> None:
-    store, export = published
-    with case(store.parent, store) as world:
-        folder = world.tmp / "export"
-        shutil.copytree(export, folder)
+    with export_case(published) as (world, folder):
         weights = folder / "model.safetensors"
         header, body = _header_of(weights)
         header = mutate(data, header, world)

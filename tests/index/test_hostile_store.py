@@ -10,11 +10,11 @@ import os
 import struct
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.hostile import seaweed_fixture
 from zoo.errors import SchemaError, ZooError
 from zoo.index.publish import publish
 from zoo.index.verify import verify_index
@@ -22,16 +22,12 @@ from zoo.index.view import open_index
 from zoo.storage.base import Store, blob_key
 from zoo.storage.local import LocalStore
 from zoo.storage.s3 import S3Store
-from zoo.storage.seaweed import SeaweedServer, seaweedfs
+from zoo.storage.seaweed import SeaweedServer
 
 BUCKET = "zoo-index-hostile"
 
 
-@pytest.fixture(scope="module")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
-        server.make_bucket(BUCKET)
-        yield server
+seaweed = seaweed_fixture(BUCKET)
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -25,15 +25,7 @@ from zoo.errors import (
     StoreUnreachableError,
 )
 from zoo.fsutil import atomic_write_bytes, synced_writer, temp_beside
-from zoo.storage.base import (
-    BLOB_PREFIX,
-    CHUNK,
-    Store,
-    Versioned,
-    blob_key,
-    check_key,
-    sha256_bytes,
-)
+from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key, sha256_bytes
 
 LOCK_DIR = ".locks"
 LOCK_TIMEOUT_S = 120.0
@@ -94,7 +86,7 @@ class LocalStore(Store):
 
     def temporaries(self) -> Iterator[tuple[str, float]]:
         # temp_beside names them `.<target>.<random>.tmp` / `.<sha16>.<random>.tmp`.
-        for folder in (self.root / BLOB_PREFIX, self.root / "entries", self.root / "index"):
+        for folder in (self.root / "blobs", self.root / "entries", self.root / "index"):
             for path in folder.rglob(".*.tmp") if folder.is_dir() else ():
                 with contextlib.suppress(FileNotFoundError):
                     yield path.relative_to(self.root).as_posix(), path.stat().st_mtime
