@@ -8,8 +8,11 @@ be anything the JSON holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -104,6 +107,35 @@ def file_of(entry: JSON, path: str) -> JSON:
     return record
 
 
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A loopback port whose server accepts connections and never sends a byte."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
 def seaweed_fixture(bucket: str) -> Callable[..., Iterator[SeaweedServer]]:
     """A module-scoped fixture: a SeaweedFS server on loopback holding `bucket`."""
 
@@ -123,5 +155,6 @@ __all__ = [
     "read_root",
     "rewrite_entry",
     "seaweed_fixture",
+    "silent_port",
     "swap_root",
 ]

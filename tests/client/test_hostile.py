@@ -7,10 +7,8 @@ access to it could (tests/hostile.py), then runs the CLI as a user would.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.client.conftest import SMALL, CliResult
-from tests.hostile import file_of, rewrite_entry, seaweed_fixture, swap_root
+from tests.hostile import file_of, rewrite_entry, seaweed_fixture, silent_port, swap_root
 from zoo.client import api
 from zoo.client.cache import Cache
 from zoo.client.session import Session
@@ -175,29 +173,8 @@ def replace_seed(model: DemoModel, seed: int) -> DemoModel:
 
 @pytest.fixture
 def silent_server() -> Iterator[int]:
-    """A loopback socket that accepts connections and never sends a byte."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    listener.close()
+    with silent_port() as port:
+        yield port
 
 
 def test_hung_endpoint_fails_with_exit_3_within_the_timeout(
