@@ -246,12 +246,12 @@ def _copy_out(entry: Entry, snapshot: Path, dest: Path) -> Path:
     root = dest.resolve()
     for record in entry.files:
         target = dest.joinpath(*PurePosixPath(record.path).parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # A symlinked folder inside DIR must not carry a write outside it.
+        # A symlinked folder inside DIR must not carry a write (or a mkdir) outside it.
         if not target.parent.resolve().is_relative_to(root):
             raise SchemaError(
                 entry.ref, f"{target.parent} leads outside {dest}; refusing to write there"
             )
+        target.parent.mkdir(parents=True, exist_ok=True)
         with temp_beside(target) as tmp:
             shutil.copyfile(snapshot.joinpath(*PurePosixPath(record.path).parts), tmp)
             os.replace(tmp, target)
