@@ -48,7 +48,7 @@ def fuzz(examples: int) -> Callable[[Any], Any]:
     return settings(
         max_examples=max(1, int(examples * SCALE)),
         deadline=None,
-        database=None,  # reproducible from the printed seed; nothing written to the tree
+        database=None,  # no example database: a failure prints the seed that replays it
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
 
