@@ -235,3 +235,44 @@ def test_errors_are_project_errors(tmp_path: Path) -> None:
     store.swap_index(b'{"format": "zoo-index/1", "generation": 1, "shards": [1, 2]}', None)
     with pytest.raises(ZooError, match="shards must be an object"):
         open_index(store)
+
+
+def test_gc_running_beside_publishers_never_breaks_the_index(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
+    """The race the grace period alone would lose: a publisher reuses blobs that a killed
+    publisher left long ago, while gc collects them."""
+    import threading
+
+    from zoo.fsutil import sha256_file
+    from zoo.index.gc import collect
+
+    store = LocalStore(tmp_path / "store")
+    exports = [
+        tiny(f"e{i}", seed=i, stub=f"zoo:cv/classification/tiny/synthetic/m{i}") for i in range(6)
+    ]
+    for export in exports:  # blobs uploaded, never published, and old
+        for path in export.rglob("*"):
+            if path.is_file():
+                sha = sha256_file(path)
+                store.put_blob(sha, path)
+                os.utime(store.root.joinpath(*blob_key(sha).split("/")), (0, 0))
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def collector() -> None:
+        try:
+            while not done.is_set():
+                collect(store, grace_s=3600, delete=True)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=collector)
+    thread.start()
+    try:
+        for export in exports:
+            publish(export, store)
+    finally:
+        done.set()
+        thread.join()
+    assert not errors
+    report = verify_index(open_index(store))
+    assert report.ok and report.entries == len(exports), report.problems

@@ -4,9 +4,11 @@ Killed publishers leave blobs, entries and shards that no index generation names
 local stores leave temporary upload files. They are garbage once older than a grace
 period, the rule S3 lifecycle policies use: a publish in flight writes its objects before
 it swaps the index, so everything it may still reference is young. A blob it reuses is
-made young again first (`Store.ensure_blob` touches it), the index is read again before
-anything is deleted (a collection that saw it move starts over), and a publish re-uploads
-any of its blobs found missing after its swap.
+made young again first (`Store.ensure_blob` touches it, before the publish swaps the
+index); the index is read again before anything is deleted (a collection that saw it move
+starts over), each object's age is asked again right before it is deleted, and a publish
+re-uploads any of its blobs found missing after its swap. What is left is a window of one
+request between that last age check and the delete, the same one S3 lifecycle rules have.
 """
 
 from __future__ import annotations
@@ -67,7 +69,14 @@ def collect(
             return report
         if load_root(store)[1] != etag:
             continue  # a publisher moved the index meanwhile: look again
-        for key in report.garbage:
+        for key in list(report.garbage):
+            # Asked again right before deleting: a publisher that reused the object since
+            # the listing has made it young (it touches before it swaps the index).
+            age = (time.time() if now is None else now) - (store.modified(key) or clock)
+            if age < grace_s:
+                report.garbage.remove(key)
+                report.young.append(key)
+                continue
             store.delete(key)
         for name in report.temporaries:
             store.delete_temporary(name)

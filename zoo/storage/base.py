@@ -169,6 +169,10 @@ class Store(abc.ABC):
         """(key, last-modified time in epoch seconds) of every object under `prefix`."""
         raise StoreError(f"{self.url}: this store cannot list object ages; gc is unsupported")
 
+    def modified(self, key: str) -> float | None:
+        """Last-modified time of `key` in epoch seconds, None if it is gone."""
+        raise StoreError(f"{self.url}: this store cannot tell object ages; gc is unsupported")
+
     def delete(self, key: str) -> None:
         raise StoreError(f"{self.url}: this store cannot delete objects; gc is unsupported")
 

@@ -81,6 +81,12 @@ class LocalStore(Store):
             with contextlib.suppress(FileNotFoundError):
                 yield key, self._path(key).stat().st_mtime
 
+    def modified(self, key: str) -> float | None:
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 

@@ -179,6 +179,15 @@ class S3Store(Store):
         for key, item in self._listing(prefix):
             yield key, item["LastModified"].timestamp()
 
+    def modified(self, key: str) -> float | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None
+            raise self._error(exc, f"checking {key}") from exc
+        return float(head["LastModified"].timestamp())
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
