@@ -85,6 +85,10 @@ format: $(SETUP_STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix zoo pipelines tests bench
 	$(BIN)/ruff format zoo pipelines tests bench
 
+.PHONY: fuzz
+fuzz: setup ## the hostile-store fuzz tests with ten times the CI cases (~20,000, several minutes)
+	ZOO_FUZZ_SCALE=10 $(BIN)/pytest -q tests/fuzz
+
 .PHONY: bench
 bench: setup ## run the benchmarks; each prints ratios measured side by side in one run
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -48,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Library warnings (a registry fallback, ...) go through `logging`; the command shows
+    # them on stderr like its own errors, for this call only.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("zoo: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    package_log = logging.getLogger("zoo")
+    package_log.addHandler(handler)
     try:
         return int(args.func(args) or 0)
     except ZooError as exc:
@@ -61,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    finally:
+        package_log.removeHandler(handler)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from zoo.errors import BlobNotFoundError, ChecksumMismatchError, StoreConflictError, StoreError
+from zoo.errors import (
+    BlobNotFoundError,
+    ChecksumMismatchError,
+    SchemaError,
+    StoreConflictError,
+)
 from zoo.storage.base import INDEX_KEY, Store
 
 
@@ -75,5 +80,5 @@ def test_list_and_key_safety(any_store: Store, tmp_path: Path) -> None:
     )
     assert list(any_store.list("entries/")) == ["entries/aa/1.json"]
     for bad in ("../x", "a/../../x", "/abs", "a//b", ""):
-        with pytest.raises(StoreError, match="invalid store key"):
+        with pytest.raises(SchemaError, match="not a valid key"):
             any_store.get(bad)

@@ -126,6 +126,27 @@ def test_downloads_through_an_olah_mirror(tmp_path: Path, published, monkeypatch
         weights = entry.file("model.safetensors")
         full = (model_repo / "model.safetensors").read_bytes()
         assert hub_store.blob_size(weights.sha256) == weights.size
+        assert not hub_store.has_blob("0" * 64)
         assert hub_store.read_blob(weights.sha256, 100, 200) == full[100:200]
         assert hub_store.read_blob(weights.sha256, weights.size - 5) == full[-5:]
         assert verify_index(view).ok
+
+
+def test_a_silent_hub_endpoint_is_unreachable_within_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import huggingface_hub.constants
+
+    from tests.hostile import silent_port
+    from zoo.errors import StoreUnreachableError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("ZOO_TIMEOUT", "1")
+    with silent_port() as port:
+        store = HfStore("org/repo", endpoint=f"http://127.0.0.1:{port}")
+        started = time.monotonic()
+        with pytest.raises(StoreUnreachableError, match="cannot reach"):
+            store.read_index()
+        assert time.monotonic() - started < 1 + 4

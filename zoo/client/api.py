@@ -162,11 +162,13 @@ def validate(
 ) -> ValidationReport:
     """Load the model, run its sample inputs, compare with its sample outputs. Raises
     ModelValidationError on a mismatch unless `strict` is False."""
-    from zoo.client.load import load_folder
+    from zoo.client.load import load_folder, readable_files
     from zoo.client.validate import validate_model
 
     snap: Snapshot = session(registry, cache_dir, offline, progress).download(ref)
-    report = validate_model(load_folder(snap.folder), snap.folder, snap.ref)
+    model = load_folder(snap.folder)
+    with readable_files(snap.folder, "run the sample files"):
+        report = validate_model(model, snap.folder, snap.ref)
     return report.raise_if_failed() if strict else report
 
 

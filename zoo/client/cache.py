@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.fsutil import atomic_write_text
+from zoo.storage.names import check_sha256
 
 BLOBS = "blobs"
 LOCKS = ".locks"
@@ -45,8 +46,12 @@ def default_cache_root(root: str | os.PathLike[str] | None = None) -> Path:
 
 
 def registry_key(url: str) -> str:
-    """A readable, collision-free folder name for a registry URL."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", url).strip("-.")[-40:] or "registry"
+    """A readable, collision-free folder name for a registry identity (its URL plus, for S3
+    and the Hub, the endpoint: see `Store.identity`)."""
+    # Readable part: the URL without the `@endpoint` a remote identity ends with; the hash
+    # covers the whole identity, so equal URLs on two servers still get two folders.
+    readable = url.rpartition("@")[0] if url.startswith(("s3://", "hf://")) else url
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", readable or url).strip("-.")[-40:] or "registry"
     return f"{slug}-{hashlib.sha256(url.encode()).hexdigest()[:10]}"
 
 
@@ -59,17 +64,19 @@ class Cache:
         return cls(default_cache_root(root))
 
     # -- blobs ------------------------------------------------------------------------
+    # A sha256 comes from an index: checked here, where it becomes a path, so no caller
+    # can build one outside the cache from a crafted entry.
     def blob(self, sha256: str) -> Path:
-        return self.root / BLOBS / sha256
+        return self.root / BLOBS / check_sha256(sha256, "cache blob")
 
     def lock(self, sha256: str) -> Path:
-        return self.root / LOCKS / f"{sha256}.lock"
+        return self.root / LOCKS / f"{check_sha256(sha256, 'cache lock')}.lock"
 
     def partials(self, sha256: str) -> list[Path]:
         folder = self.root / BLOBS
         if not folder.is_dir():
             return []
-        return sorted(folder.glob(f"{sha256}.*{INCOMPLETE}"))
+        return sorted(folder.glob(f"{check_sha256(sha256, 'cache blob')}.*{INCOMPLETE}"))
 
     def blobs(self) -> list[Path]:
         folder = self.root / BLOBS

@@ -114,3 +114,27 @@ def prune(cache: Cache, refs: list[str] | None = None, everything: bool = False)
         except Timeout:
             continue
     return result
+
+
+@dataclass
+class CacheVerifyResult:
+    checked: int = 0
+    damaged: list[str] = field(default_factory=list)  # blob paths whose bytes changed
+    removed: bool = False
+
+
+def verify(cache: Cache, remove: bool = False) -> CacheVerifyResult:
+    """Re-hash every cached blob (what `huggingface-cli scan-cache` leaves to you): a blob
+    whose bytes rotted after download keeps its size, so only its hash shows it. With
+    `remove`, damaged blobs are deleted and the next download fetches them again."""
+    from zoo.fsutil import sha256_file
+
+    result = CacheVerifyResult()
+    for blob in cache.blobs():
+        result.checked += 1
+        if sha256_file(blob) != blob.name:
+            result.damaged.append(str(blob))
+            if remove:
+                blob.unlink(missing_ok=True)
+    result.removed = remove and bool(result.damaged)
+    return result

@@ -111,6 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.add_argument("--cache-dir", metavar="DIR")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=run_cache_prune)
+    ve = sub.add_parser("verify", help="re-hash every cached blob; report (or remove) damaged ones")
+    ve.add_argument("--remove", action="store_true", help="delete damaged blobs (re-downloaded)")
+    ve.add_argument("--cache-dir", metavar="DIR")
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(func=run_cache_verify)
 
 
 def _print_json(obj: Any) -> None:
@@ -356,4 +361,22 @@ def run_cache_prune(args: argparse.Namespace) -> int:
             f"removed {len(result.snapshots)} version(s), {result.blobs} blob(s), "
             f"{result.partials} partial download(s); freed {fmt_bytes(result.freed)}"
         )
+    return 0
+
+
+def run_cache_verify(args: argparse.Namespace) -> int:
+    from zoo.client.cache import Cache
+    from zoo.client.cachectl import verify
+
+    cache = Cache.at(args.cache_dir)
+    result = verify(cache, remove=args.remove)
+    if args.json:
+        _print_json(result.__dict__)
+    else:
+        for path in result.damaged:
+            print(f"damaged: {path}" + (" (removed)" if result.removed else ""))
+        print(f"{result.checked} blob(s) checked in {cache.root}, {len(result.damaged)} damaged")
+    if result.damaged and not result.removed:
+        print("zoo: run `zoo cache verify --remove`, then download again", file=sys.stderr)
+        return 1
     return 0

@@ -6,9 +6,14 @@ checkpoints and compressed exports alike; the client only maps its options onto 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from torch import nn
+
+from zoo.errors import CheckpointError, ZooError
 
 
 def load_folder(
@@ -22,4 +27,25 @@ def load_folder(
     """
     from zoo.compress.load import load_exported
 
-    return load_exported(folder, verify=verify, keep="sparse" if keep_compressed else "dense")
+    path = Path(folder)
+    with readable_files(path, "load the model"):
+        model = load_exported(path, verify=verify, keep="sparse" if keep_compressed else "dense")
+    return model.eval()
+
+
+@contextlib.contextmanager
+def readable_files(folder: Path, doing: str) -> Iterator[None]:
+    """Turn what malformed files make the readers raise (a pickle named `.safetensors`,
+    a config of the wrong shape, tensors that do not fit the architecture) into one
+    CheckpointError naming the folder: files from a registry are not trusted input."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except ZooError:
+        raise
+    except (SafetensorError, RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{folder}: cannot {doing}: {type(exc).__name__}: {exc}. The files are damaged "
+            "or not a zoo model; re-download it (`zoo cache verify` checks the cache)."
+        ) from exc

@@ -23,14 +23,12 @@ from zoo.client.cache import Cache
 from zoo.client.settings import canonical_url, is_offline, registry_url
 from zoo.client.transfer import blob_is_intact, fetch_blob
 from zoo.errors import (
-    BlobNotFoundError,
     DownloadIntegrityError,
     OfflineError,
     SchemaError,
-    StoreConflictError,
-    StoreError,
+    StoreUnreachableError,
 )
-from zoo.fsutil import atomic_write_text
+from zoo.fsutil import atomic_write_text, temp_beside
 from zoo.index.schema import (
     Entry,
     FileRecord,
@@ -39,6 +37,7 @@ from zoo.index.schema import (
     parse_ref,
     parse_version,
 )
+from zoo.storage.base import store_identity
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,10 @@ class Session:
         store: Store | None = None,
     ) -> None:
         self.url = canonical_url(store.url if store is not None else registry_url(registry))
+        # Cache folders are named by everything that names the registry (for S3 and the
+        # Hub the endpoint too), so two servers that both hold s3://zoo/models never share
+        # one: asking server B must not return server A's weights.
+        self.cache_id = store.identity if store is not None else store_identity(self.url)
         self.cache = Cache.at(cache_dir)
         self.offline = is_offline(offline)
         self.progress = progress
@@ -112,14 +115,14 @@ class Session:
 
     # -- resolution ------------------------------------------------------------------------
     def _cached_entry(self, stub: Stub, version: int) -> Entry | None:
-        path = self.cache.entry_file(self.url, stub_dir(stub), format_version(version))
+        path = self.cache.entry_file(self.cache_id, stub_dir(stub), format_version(version))
         try:
             return Entry.from_json(path.read_bytes())
         except FileNotFoundError:
             return None
 
     def _from_refs(self, stub: Stub, alias: str) -> Entry | None:
-        version = self.cache.read_ref(self.url, stub_dir(stub), alias)
+        version = self.cache.read_ref(self.cache_id, stub_dir(stub), alias)
         number = parse_version(version) if version else None
         return self._cached_entry(stub, number) if number else None
 
@@ -141,28 +144,33 @@ class Session:
         try:
             summary = self.index.resolve(stub, name)
             entry = self.index.entry(stub, summary.version)
-        except (BlobNotFoundError, StoreConflictError):
-            raise
-        except StoreError as exc:
-            # Like the Hub client: a registry we cannot use (down, unmounted, refusing
-            # our credentials) falls back to what the cache last saw for this alias.
+        except StoreUnreachableError as exc:
+            # Like the Hub client: a registry that does not answer (down, unmounted) falls
+            # back to what the cache last saw for this alias, and says so. A damaged index
+            # or refused credentials are not "unreachable": they fail as what they are.
             cached = None if number is not None else self._from_refs(stub, alias)
             if cached is None:
                 raise OfflineError(wanted, str(self.cache.root), str(exc)) from exc
-            log.warning("registry unreachable, using cached %s for %s", cached.ref, wanted)
+            log.warning(
+                "registry unreachable (%s); using cached %s for %s", exc, cached.ref, wanted
+            )
             return cached
         if number is None:
-            self.cache.write_ref(self.url, stub_dir(stub), alias, format_version(entry.version))
+            self.cache.write_ref(
+                self.cache_id, stub_dir(stub), alias, format_version(entry.version)
+            )
         return entry
 
     # -- download ------------------------------------------------------------------------
     def snapshot_folder(self, entry: Entry) -> Path:
-        return self.cache.snapshot(self.url, stub_dir(entry.stub), format_version(entry.version))
+        return self.cache.snapshot(
+            self.cache_id, stub_dir(entry.stub), format_version(entry.version)
+        )
 
     def is_cached(self, entry: Entry) -> bool:
         folder = self.snapshot_folder(entry)
         marker = self.cache.entry_file(
-            self.url, stub_dir(entry.stub), format_version(entry.version)
+            self.cache_id, stub_dir(entry.stub), format_version(entry.version)
         )
         return marker.is_file() and all(
             (folder / f.path).is_file() and blob_is_intact(self.cache.blob(f.sha256), f.size)
@@ -183,8 +191,6 @@ class Session:
         return Snapshot(entry, folder, self.url)
 
     def _fetch(self, entry: Entry, folder: Path) -> None:
-        for record in entry.files:
-            _check_relative(entry, record.path)
         missing = [f for f in entry.files if not blob_is_intact(self.cache.blob(f.sha256), f.size)]
         store = self.store  # opened once, here, not by several threads at once
 
@@ -214,7 +220,7 @@ class Session:
             self.cache.link(folder.joinpath(*PurePosixPath(record.path).parts), record.sha256)
         # Written last: its presence says the snapshot is complete.
         marker = self.cache.entry_file(
-            self.url, stub_dir(entry.stub), format_version(entry.version)
+            self.cache_id, stub_dir(entry.stub), format_version(entry.version)
         )
         atomic_write_text(marker, entry.to_json())
 
@@ -234,21 +240,22 @@ class Session:
         return blob.read_bytes()
 
 
-def _check_relative(entry: Entry, path: str) -> None:
-    # The index is data from elsewhere: never let a file path write outside the snapshot.
-    pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path:
-        raise SchemaError(entry.ref, f"file path {path!r} escapes the model folder; refused")
-
-
 def _copy_out(entry: Entry, snapshot: Path, dest: Path) -> Path:
-    from zoo.fsutil import atomic_dir
-
-    with atomic_dir(dest) as tmp:
-        for record in entry.files:
-            target = tmp.joinpath(*PurePosixPath(record.path).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(snapshot / record.path, target)
+    """Write the snapshot's files into `dest`, like the Hub's `local_dir`: each file is
+    replaced atomically and nothing else in `dest` is touched, let alone deleted."""
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    for record in entry.files:
+        target = dest.joinpath(*PurePosixPath(record.path).parts)
+        # A symlinked folder inside DIR must not carry a write (or a mkdir) outside it.
+        if not target.parent.resolve().is_relative_to(root):
+            raise SchemaError(
+                entry.ref, f"{target.parent} leads outside {dest}; refusing to write there"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with temp_beside(target) as tmp:
+            shutil.copyfile(snapshot.joinpath(*PurePosixPath(record.path).parts), tmp)
+            os.replace(tmp, target)
     return dest
 
 

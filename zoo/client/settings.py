@@ -31,7 +31,7 @@ def canonical_url(url: str) -> str:
     """One spelling per registry, so its cache folder does not depend on how it was typed."""
     from zoo.storage.schemes import is_remote, local_path
 
-    if is_remote(url):
+    if is_remote(url):  # any scheme outside the table (`https://host/x`) raises here
         return url.rstrip("/")
     return os.path.abspath(local_path(url))
 

@@ -146,7 +146,7 @@ def _parallel_ranges(
     bounds = iter([(a, min(a + part, size)) for a in range(start, size, part)])
 
     def fetch(a: int, b: int) -> bytes:
-        return b"".join(read(a, b))
+        return b"".join(_capped(read(a, b), b - a))
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="zoo-range")
     try:
@@ -159,6 +159,21 @@ def _parallel_ranges(
             yield data
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _capped(blocks: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """At most `limit` bytes of `blocks`, even from a server that ignores the range."""
+    try:
+        for block in blocks:
+            if len(block) >= limit:
+                yield block[:limit]
+                return
+            limit -= len(block)
+            yield block
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()  # stop the transfer: the rest is never read
 
 
 def blob_is_intact(path: Path, size: int) -> bool:
@@ -216,10 +231,12 @@ def fetch_blob(
             if size - offset > parallel_from and workers > 1:
                 blocks = _parallel_ranges(read_from, offset, size, part, workers)
             else:
-                blocks = read_from(offset, None)
+                # One byte past the recorded size, no more: a swapped, longer object is
+                # caught after size + 1 bytes instead of streaming into the cache in full.
+                blocks = _capped(read_from(offset, size + 1), size + 1 - offset)
             _receive(partial, digest, blocks, progress)
         actual = digest.hexdigest()
-        if actual != sha256:
+        if partial.stat().st_size != size or actual != sha256:
             partial.unlink(missing_ok=True)
             raise on_mismatch(actual)
         # An interrupted transfer keeps its partial file for the next attempt to resume.

@@ -55,6 +55,9 @@ def read_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 def verify_folder(folder: str | os.PathLike[str], config: dict[str, Any]) -> None:
     """Check the weights' sha256 from config.json and every file listed in SHA256SUMS."""
+    from zoo.errors import SchemaError
+    from zoo.storage.names import check_file_name, check_sha256
+
     root = Path(folder)
     expected: dict[str, str] = {}
     sums = root / CHECKSUMS
@@ -67,6 +70,13 @@ def verify_folder(folder: str | os.PathLike[str], config: dict[str, Any]) -> Non
     if weights.get("sha256"):
         expected[weights.get("path", WEIGHTS)] = weights["sha256"]
     for rel, digest in sorted(expected.items()):
+        # Names from a file in the folder: never follow one outside it (`../../etc/x`, an
+        # absolute path), which would reveal whether a local file exists and its hash.
+        try:
+            check_file_name(rel, f"{root}/{CHECKSUMS}")
+            check_sha256(digest, f"{root}/{CHECKSUMS}, {rel}")
+        except SchemaError as exc:
+            raise CompressedFormatError(f"{exc}; the folder is damaged or hostile") from None
         path = root / rel
         if not path.is_file():
             raise ExportFileMissingError(str(root), rel, f"{CHECKSUMS} or {CONFIG} lists it")
@@ -76,7 +86,10 @@ def verify_folder(folder: str | os.PathLike[str], config: dict[str, Any]) -> Non
 
 
 def _weights(folder: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    from zoo.storage.names import check_file_name
+
     rel = config.get("weights", {}).get("path", WEIGHTS)
+    check_file_name(rel, f"{folder}/{CONFIG}: weights.path")  # never a path outside the folder
     path = folder / rel
     if not path.is_file():
         raise ExportFileMissingError(str(folder), rel, "it holds the weights")

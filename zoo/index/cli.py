@@ -51,10 +51,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _store_arg(s)
     s.set_defaults(func=run_alias_history)
 
+    p = subparsers.add_parser(
+        "gc", help="list (or with --yes delete) store objects no published entry references"
+    )
+    p.add_argument("--yes", action="store_true", help="delete them (default: a dry run)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep objects younger than this (default 86400: a publish in flight is safe)",
+    )
+    p.add_argument("--json", action="store_true")
+    _store_arg(p)
+    p.set_defaults(func=run_gc)
+
     p = subparsers.add_parser("index", help="check or mirror the published index")
     sub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
     s = sub.add_parser("verify", help="recompute size, sha256, parameters, sparsity of all files")
     s.add_argument("--json", action="store_true")
+    s.add_argument(
+        "--repair",
+        nargs="+",
+        default=[],
+        metavar="EXPORT",
+        help="replace missing or damaged blobs with the matching files of these export folders",
+    )
     _store_arg(s)
     s.set_defaults(func=run_verify)
     s = sub.add_parser("mirror", help="write the index as one file per entry version (registry/)")
@@ -85,6 +107,7 @@ def run_publish(args: argparse.Namespace) -> int:
                 "created": result.created,
                 "generation": result.generation,
                 "uploaded_blobs": result.uploaded,
+                "repaired_blobs": result.repaired,
                 "registry_files": changed,
             }
         )
@@ -92,6 +115,11 @@ def run_publish(args: argparse.Namespace) -> int:
         print(f"published {entry.ref} ({len(entry.files)} files, {result.uploaded} new blobs)")
     else:
         print(f"unchanged: {entry.ref} already holds this content; nothing new published")
+    if result.repaired:
+        print(
+            f"repaired {result.repaired} blob(s) whose stored bytes no longer matched their "
+            "sha256 (replaced from this export)"
+        )
     return 0
 
 
@@ -192,11 +220,14 @@ def run_alias_history(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     from zoo.errors import IndexVerifyError
-    from zoo.index.verify import verify_index
+    from zoo.index.verify import good_copies, verify_index
     from zoo.index.view import open_index
 
+    copies = good_copies(args.repair)
     view = open_index(args.store)
-    report = verify_index(view)
+    report = verify_index(view, repair=copies)
+    for sha in report.repaired:
+        print(f"repaired blob {sha} from {copies[sha]}", file=sys.stderr)
     if args.json:
         _print_json(
             {
@@ -205,6 +236,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 "entries": report.entries,
                 "blobs": report.blobs,
                 "problems": report.problems,
+                "repaired": report.repaired,
             }
         )
         return 0 if report.ok else IndexVerifyError.exit_code
@@ -224,4 +256,26 @@ def run_mirror(args: argparse.Namespace) -> int:
 
     changed = mirror_index(open_index(args.store), args.out)
     print(f"{len(changed)} file(s) written under {args.out}")
+    return 0
+
+
+def run_gc(args: argparse.Namespace) -> int:
+    from zoo.index.gc import DEFAULT_GRACE_S, collect
+    from zoo.storage.base import open_store
+
+    store = open_store(args.store, create=False)
+    grace = DEFAULT_GRACE_S if args.grace is None else args.grace
+    report = collect(store, grace, delete=args.yes)
+    if args.json:
+        _print_json(report.__dict__ | {"store": store.url, "grace_s": grace})
+        return 0
+    verb = "deleted" if report.deleted else "would delete (dry run; --yes deletes)"
+    for key in [*report.garbage, *report.temporaries]:
+        print(f"{verb}: {key}")
+    print(
+        f"{len(report.garbage)} unreferenced object(s) and {len(report.temporaries)} stale "
+        f"temporary file(s) {'deleted' if report.deleted else 'to delete'}; "
+        f"{len(report.young)} unreferenced but younger than {grace:g} s kept; "
+        f"{report.referenced} referenced by generation {report.generation} of {store.url}"
+    )
     return 0

@@ -23,8 +23,9 @@ from typing import Any
 
 import orjson
 
-from zoo.errors import SchemaError
-from zoo.index.schema import AliasEvent, EntrySummary, Stub
+from zoo.errors import InvalidStubError, SchemaError
+from zoo.index.schema import AliasEvent, EntrySummary, Stub, check_alias
+from zoo.storage.names import check_sha256, check_shard_id, check_version_number
 
 ROOT_FORMAT = "zoo-index/1"
 SHARD_FORMAT = "zoo-index-shard/1"
@@ -36,10 +37,12 @@ def shard_of(stub: Stub) -> str:
 
 
 def shard_key(sha256: str) -> str:
+    check_sha256(sha256, "index shard")
     return f"index/shards/{sha256[:2]}/{sha256}.json"
 
 
 def entry_key(sha256: str) -> str:
+    check_sha256(sha256, "index entry")
     return f"entries/{sha256[:2]}/{sha256}.json"
 
 
@@ -78,16 +81,38 @@ class StubRecord:
         }
 
     @classmethod
-    def from_dict(cls, stub: Stub, data: dict[str, Any]) -> StubRecord:
+    def from_dict(cls, stub: Stub, data: Any) -> StubRecord:
+        where = f"index record of {stub}"
+        if not isinstance(data, dict):
+            raise SchemaError(where, f"expected an object, got {type(data).__name__}")
+        versions, aliases, history = (
+            data.get("versions", []),
+            data.get("aliases", {}),
+            data.get("history", []),
+        )
+        if not (isinstance(versions, list) and isinstance(history, list)):
+            raise SchemaError(where, "versions and history must be lists")
+        if not isinstance(aliases, dict):
+            raise SchemaError(where, "aliases must be an object")
+        summaries = sorted((EntrySummary.from_dict(s, stub) for s in versions), key=_number)
+        if len({s.version for s in summaries}) != len(summaries):
+            raise SchemaError(where, "lists a version twice")
+        for name, number in aliases.items():
+            try:
+                check_alias(name)
+            except InvalidStubError as exc:
+                raise SchemaError(where, f"alias {name!r}: {exc}") from None
+            check_version_number(number, f"{where}, alias {name!r}")
         return cls(
             stub=stub,
-            versions=sorted(
-                (EntrySummary.from_dict(s, stub) for s in data.get("versions", [])),
-                key=lambda s: s.version,
-            ),
-            aliases={str(k): int(v) for k, v in data.get("aliases", {}).items()},
-            history=[AliasEvent.from_dict(e) for e in data.get("history", [])],
+            versions=summaries,
+            aliases=dict(aliases),
+            history=[AliasEvent.from_dict(e) for e in history],
         )
+
+
+def _number(summary: EntrySummary) -> int:
+    return summary.version
 
 
 class Shard:
@@ -111,7 +136,11 @@ class Shard:
                 data = orjson.loads(self._raw[key])
             except orjson.JSONDecodeError as exc:
                 raise SchemaError(key, f"index record is not valid JSON: {exc}") from exc
-            self._parsed[key] = StubRecord.from_dict(Stub.parse(key), data)
+            try:
+                stub = Stub.parse(key)
+            except InvalidStubError as exc:
+                raise SchemaError("index shard", f"record key {key!r}: {exc}") from None
+            self._parsed[key] = StubRecord.from_dict(stub, data)
         return self._parsed[key]
 
     def with_record(self, record: StubRecord) -> Shard:
@@ -136,7 +165,10 @@ class Shard:
             key, tab, record = line.partition(b"\t")
             if not tab:
                 raise SchemaError(where, f"line {number}: expected '<stub>\\t<record JSON>'")
-            raw[key.decode()] = record
+            try:
+                raw[key.decode()] = record
+            except UnicodeDecodeError:
+                raise SchemaError(where, f"line {number}: the stub is not UTF-8") from None
         return cls(raw)
 
 
@@ -161,15 +193,19 @@ class Root:
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> Root:
         doc = _load(data, where, ROOT_FORMAT)
-        try:
-            return cls(
-                generation=int(doc["generation"]),
-                count=int(doc.get("count", 0)),
-                updated_at=str(doc.get("updated_at", "")),
-                shards={str(k): str(v) for k, v in doc.get("shards", {}).items()},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SchemaError(where, f"malformed index root: {exc}") from exc
+        generation, count = doc.get("generation"), doc.get("count", 0)
+        shards, updated_at = doc.get("shards", {}), doc.get("updated_at", "")
+        for name, value in (("generation", generation), ("count", count)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SchemaError(where, f"{name} must be a non-negative integer, got {value!r}")
+        if not isinstance(shards, dict):
+            raise SchemaError(where, f"shards must be an object, got {type(shards).__name__}")
+        if not isinstance(updated_at, str):
+            raise SchemaError(where, "updated_at must be a string")
+        for shard_id, sha in shards.items():
+            check_shard_id(shard_id, where)
+            check_sha256(sha, f"{where}, shard {shard_id}")
+        return cls(int(generation or 0), count, updated_at, dict(shards))
 
 
 def _load(data: bytes, where: str, fmt: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from zoo.index.schema import (
     parse_ref,
 )
 from zoo.index.tensors import safetensors_stats
+from zoo.storage.names import check_file_name
 
 META_FILE = "zoo.json"
 EXPORT_FORMAT = "zoo-export/1"
@@ -124,6 +125,8 @@ def _inside(root: Path, rel: str) -> Path:
     pure = PurePosixPath(rel)
     if not rel or pure.is_absolute() or os.path.isabs(rel) or ".." in pure.parts:
         raise ExportError(f"{root}: file path {rel!r} escapes the export folder")
+    # The rules every client applies to a downloaded entry: publish nothing they refuse.
+    check_file_name(rel, f"{root}: {META_FILE} or the folder")
     candidate = root.joinpath(*pure.parts)
     real = Path(os.path.realpath(candidate))
     if not real.is_relative_to(root):

@@ -46,6 +46,7 @@ class PublishResult:
     created: bool  # False: the same content was already published as this version
     generation: int
     uploaded: int  # blobs written by this call
+    repaired: int = 0  # stored blobs whose bytes were damaged, replaced by this call
 
 
 def now() -> str:
@@ -137,11 +138,10 @@ def publish(
         facts.quantization,
         facts.lineage,
     )
-    uploaded = 0
-    existing = _find_content(open_index(target), export.stub, chash)
-    if existing is None:
-        for record in export.files:
-            uploaded += target.put_blob(record.sha256, export.path_of(record))
+    # Every blob is uploaded, or its stored copy checked, even when this content is
+    # already published: a copy damaged on the store is replaced from the good export.
+    outcomes = [target.ensure_blob(r.sha256, export.path_of(r)) for r in export.files]
+    uploaded, repaired = outcomes.count("uploaded"), outcomes.count("repaired")
 
     def mutate(
         record: StubRecord, view: IndexView
@@ -180,7 +180,13 @@ def publish(
         assert found is not None
         result = (found, False)
     summary, created = result
-    return PublishResult(read_entry(target, summary.entry_sha256), created, generation, uploaded)
+    # A `zoo gc` that read the index just before our swap may have taken a blob we reused:
+    # put back any that is gone, so the index we published is whole.
+    for record in export.files:
+        if not target.has_blob(record.sha256):
+            target.put_blob(record.sha256, export.path_of(record))
+    entry = read_entry(target, summary.entry_sha256)
+    return PublishResult(entry, created, generation, uploaded, repaired)
 
 
 def _find_content(view: IndexView, stub: Stub, chash: str) -> EntrySummary | None:

@@ -16,6 +16,14 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from zoo.errors import InvalidStubError, SchemaError
+from zoo.storage.names import (
+    MAX_VERSION,
+    check_count,
+    check_file_name,
+    check_sha256,
+    check_version_number,
+    is_sha256,
+)
 
 PREFIX = "zoo:"
 FACETS: tuple[str, ...] = ("domain", "task", "architecture", "dataset", "sparse_tag")
@@ -157,6 +165,52 @@ def _pick(cls: Any, data: dict[str, Any], what: str) -> dict[str, Any]:
     return out
 
 
+def _check_type(value: Any, kinds: tuple[type, ...], where: str, what: str) -> Any:
+    """`value` if it is one of `kinds` (a bool is not a number here), else SchemaError."""
+    numeric = float in kinds or int in kinds
+    if isinstance(value, kinds) and not (numeric and isinstance(value, bool) and bool not in kinds):
+        return value
+    names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+    raise SchemaError(where, f"{what} must be {names}, got {type(value).__name__}")
+
+
+_SCALAR = (float, int, str, bool, type(None))
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+_OPT_BOOL = (bool, type(None))
+
+
+def _check_table(value: Any, where: str, what: str) -> dict[str, dict[str, Scalar]]:
+    """metrics / benchmarks: {name: {name: scalar}}."""
+    _check_type(value, (dict,), where, what)
+    for key, inner in value.items():
+        _check_type(key, (str,), where, f"{what} key")
+        _check_type(inner, (dict,), where, f"{what}[{key!r}]")
+        for name, scalar in inner.items():
+            _check_type(name, (str,), where, f"{what}[{key!r}] key")
+            _check_type(scalar, _SCALAR, where, f"{what}[{key!r}][{name!r}]")
+    return value
+
+
+_SCALAR_TYPES = frozenset(_SCALAR)
+
+
+def _is_table(value: Any) -> bool:
+    return type(value) is dict and all(
+        type(key) is str
+        and type(inner) is dict
+        and all(type(n) is str and type(x) in _SCALAR_TYPES for n, x in inner.items())
+        for key, inner in value.items()
+    )
+
+
+def _check_str_map(value: Any, kinds: tuple[type, ...], where: str, what: str) -> None:
+    _check_type(value, (dict,), where, what)
+    for key, item in value.items():
+        _check_type(key, (str,), where, f"{what} key")
+        _check_type(item, kinds, where, f"{what}[{key!r}]")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     """One file of an entry. For safetensors files, `parameters` counts every element of
@@ -168,6 +222,15 @@ class FileRecord:
     sha256: str
     parameters: int | None = None
     zeros: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"file record {self.path!r}"
+        check_file_name(self.path, "file record")
+        check_count(self.size, where, "size")
+        check_sha256(self.sha256, where)
+        for what in ("parameters", "zeros"):
+            if getattr(self, what) is not None:
+                check_count(getattr(self, what), where, what)
 
     @property
     def sparsity(self) -> float | None:
@@ -197,6 +260,13 @@ class SparsityFacts:
     structure: str = "unstructured"  # "unstructured", "2:4", "channel", ...
     per_layer: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _check_type(self.overall, (float, int), "sparsity", "overall")
+        check_count(self.parameters, "sparsity", "parameters")
+        check_count(self.nonzero, "sparsity", "nonzero")
+        _check_type(self.structure, (str,), "sparsity", "structure")
+        _check_str_map(self.per_layer, (float, int), "sparsity", "per_layer")
+
     @classmethod
     def from_dict(cls, data: Any) -> SparsityFacts:
         return cls(**_pick(cls, _as_dict(data, "sparsity"), "sparsity"))
@@ -214,6 +284,16 @@ class QuantizationFacts:
     method: str | None = None  # "ptq", "qat"
     layers: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        for what in ("scheme", "granularity", "method"):
+            _check_type(getattr(self, what), _OPT_STR, "quantization", what)
+        for what in ("weight_bits", "activation_bits"):
+            _check_type(getattr(self, what), _OPT_INT, "quantization", what)
+        _check_type(self.symmetric, _OPT_BOOL, "quantization", "symmetric")
+        _check_type(self.layers, (list,), "quantization", "layers")
+        for layer in self.layers:
+            _check_type(layer, (str,), "quantization", "layers[]")
+
     @classmethod
     def from_dict(cls, data: Any) -> QuantizationFacts:
         return cls(**_pick(cls, _as_dict(data, "quantization"), "quantization"))
@@ -230,6 +310,13 @@ class Lineage:
     git_dirty: bool | None = None
     dvc_stages: dict[str, str] = field(default_factory=dict)  # stage name -> dvc.lock hash
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for what in ("parent", "data_hash", "recipe_hash", "git_commit"):
+            _check_type(getattr(self, what), _OPT_STR, "lineage", what)
+        _check_type(self.git_dirty, _OPT_BOOL, "lineage", "git_dirty")
+        _check_str_map(self.dvc_stages, (str,), "lineage", "dvc_stages")
+        _check_type(self.extra, (dict,), "lineage", "extra")
 
     @classmethod
     def from_dict(cls, data: Any) -> Lineage:
@@ -254,6 +341,22 @@ class Entry:
     quantization: QuantizationFacts = field(default_factory=QuantizationFacts)
     lineage: Lineage = field(default_factory=Lineage)
     created_at: str = ""  # ISO 8601 UTC, set when published
+
+    def __post_init__(self) -> None:
+        where = f"entry of {self.stub}"
+        check_version_number(self.version, where)
+        _check_type(self.files, (list,), where, "files")
+        paths = [_check_type(f, (FileRecord,), where, "files[]").path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise SchemaError(where, "lists a file path twice")
+        for what in ("recipe", "card"):
+            name = getattr(self, what)
+            if name is not None and name not in paths:
+                raise SchemaError(where, f"{what} {name!r} is not one of its files")
+        _check_type(self.content_hash, (str,), where, "content_hash")
+        _check_table(self.metrics, where, "metrics")
+        _check_table(self.benchmarks, where, "benchmarks")
+        _check_type(self.created_at, (str,), where, "created_at")
 
     @property
     def ref(self) -> str:
@@ -300,19 +403,20 @@ class Entry:
                 "entry", f"unsupported format {fmt!r} (this zoo reads {ENTRY_FORMAT})"
             )
         d = _pick(cls, d, "entry")
+        files = _check_type(d["files"], (list,), "entry", "files")
         return cls(
-            stub=Stub.parse(d["stub"]),
-            version=int(d["version"]),
-            files=[FileRecord.from_dict(f) for f in d["files"]],
-            content_hash=str(d["content_hash"]),
-            metrics={k: dict(v) for k, v in d.get("metrics", {}).items()},
-            benchmarks={k: dict(v) for k, v in d.get("benchmarks", {}).items()},
-            recipe=d.get("recipe"),
-            card=d.get("card"),
+            stub=Stub.parse(_check_type(d["stub"], (str,), "entry", "stub")),
+            version=d["version"],
+            files=[FileRecord.from_dict(f) for f in files],
+            content_hash=d["content_hash"],
+            metrics=_check_table(d.get("metrics", {}), "entry", "metrics"),
+            benchmarks=_check_table(d.get("benchmarks", {}), "entry", "benchmarks"),
+            recipe=_check_type(d.get("recipe"), _OPT_STR, "entry", "recipe"),
+            card=_check_type(d.get("card"), _OPT_STR, "entry", "card"),
             sparsity=SparsityFacts.from_dict(d.get("sparsity", {})),
             quantization=QuantizationFacts.from_dict(d.get("quantization", {})),
             lineage=Lineage.from_dict(d.get("lineage", {})),
-            created_at=str(d.get("created_at", "")),
+            created_at=d.get("created_at", ""),
         )
 
     @classmethod
@@ -368,6 +472,35 @@ class EntrySummary:
     metrics: dict[str, dict[str, Scalar]]
     created_at: str
 
+    def __post_init__(self) -> None:
+        # A query parses every summary of the index (100k at scale): one cheap test for
+        # the common, valid case; the detailed checks only find which field is wrong.
+        if (
+            type(self.version) is int
+            and 0 < self.version <= MAX_VERSION
+            and type(self.entry_sha256) is str
+            and type(self.content_hash) is str
+            and type(self.size) is int
+            and self.size >= 0
+            and type(self.parameters) is int
+            and self.parameters >= 0
+            and type(self.sparsity) in (float, int)
+            and (self.quantization is None or type(self.quantization) is str)
+            and type(self.created_at) is str
+            and _is_table(self.metrics)
+        ):
+            return
+        where = f"index summary of {self.stub}"
+        check_version_number(self.version, where)
+        _check_type(self.entry_sha256, (str,), where, "entry_sha256")
+        _check_type(self.content_hash, (str,), where, "content_hash")
+        check_count(self.size, where, "size")
+        check_count(self.parameters, where, "parameters")
+        _check_type(self.sparsity, (float, int), where, "sparsity")
+        _check_type(self.quantization, _OPT_STR, where, "quantization")
+        _check_table(self.metrics, where, "metrics")
+        _check_type(self.created_at, (str,), where, "created_at")
+
     @property
     def ref(self) -> str:
         return self.stub.at(self.version)
@@ -386,6 +519,10 @@ class EntrySummary:
         d = _pick(cls, data, "summary")
         if not isinstance(d["stub"], Stub):
             d["stub"] = Stub.parse(d["stub"])
+        # Read from an index: it names an entry object, so it must be a hash. (Summaries
+        # built in memory, e.g. by the catalog, may carry none.)
+        if not is_sha256(d["entry_sha256"]):
+            check_sha256(d["entry_sha256"], f"index summary of {d['stub']}")
         return cls(**d)
 
     @classmethod
@@ -413,6 +550,15 @@ class AliasEvent:
     previous: int | None
     at: str  # ISO 8601 UTC
     generation: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.alias, str) or not _ALIAS_RE.match(self.alias):
+            raise SchemaError("alias event", f"alias {self.alias!r} is not an alias name")
+        for what in ("version", "previous"):
+            if getattr(self, what) is not None:
+                check_version_number(getattr(self, what), "alias event")
+        _check_type(self.at, (str,), "alias event", "at")
+        check_count(self.generation, "alias event", "generation")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,9 +10,10 @@ point at existing versions. Every problem names the entry and the file.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo.errors import BlobNotFoundError, ZooError
@@ -36,6 +37,7 @@ class VerifyReport:
     entries: int
     blobs: int
     problems: list[str]
+    repaired: list[str] = field(default_factory=list)  # sha256 of blobs replaced
 
     @property
     def ok(self) -> bool:
@@ -48,7 +50,7 @@ def _blob_facts(store: Store, record: FileRecord, workdir: Path) -> BlobFacts:
     path = workdir / record.sha256
     try:
         with open(path, "wb") as out:
-            for block in store.iter_blob(record.sha256):
+            for block in store.iter_blob(record.sha256, 0, record.size + 1):
                 digest.update(block)
                 size += len(block)
                 out.write(block)
@@ -118,8 +120,31 @@ def _check_model_counts(entry: Entry, workdir: Path, store: Store) -> list[str]:
     return problems
 
 
-def verify_index(view: IndexView, progress: Callable[[str], None] | None = None) -> VerifyReport:
+def _damaged(record: FileRecord, facts: BlobFacts) -> bool:
+    return bool(facts.error) or facts.size != record.size or facts.sha256 != record.sha256
+
+
+def good_copies(exports: list[str | os.PathLike[str]]) -> dict[str, Path]:
+    """sha256 -> a file with those bytes, from export folders (checked as for publishing)."""
+    from zoo.index.export import read_export
+
+    copies: dict[str, Path] = {}
+    for folder in exports:
+        export = read_export(folder)
+        for record in export.files:
+            copies.setdefault(record.sha256, export.path_of(record))
+    return copies
+
+
+def verify_index(
+    view: IndexView,
+    progress: Callable[[str], None] | None = None,
+    repair: Mapping[str, Path] | None = None,
+) -> VerifyReport:
+    """Check every entry of `view`; with `repair` (sha256 -> good file), replace each
+    missing or damaged blob that has a good copy and check it again."""
     problems: list[str] = []
+    repaired: list[str] = []
     checked: dict[tuple[str, bool], BlobFacts] = {}
     entries = 0
     with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
@@ -146,6 +171,12 @@ def verify_index(view: IndexView, progress: Callable[[str], None] | None = None)
                     key = (file.sha256, file.path.endswith(".safetensors"))
                     if key not in checked:
                         checked[key] = _blob_facts(view.store, file, Path(tmp))
+                        good = (repair or {}).get(file.sha256)
+                        if good is not None and _damaged(file, checked[key]):
+                            view.store.replace_blob(file.sha256, good)
+                            repaired.append(file.sha256)
+                            checked[key] = _blob_facts(view.store, file, Path(tmp))
                     problems.extend(_check_file(entry, file, checked[key]))
                 problems.extend(_check_model_counts(entry, Path(tmp), view.store))
-    return VerifyReport(view.generation, entries, len({k[0] for k in checked}), problems)
+    blobs = len({k[0] for k in checked})
+    return VerifyReport(view.generation, entries, blobs, problems, sorted(set(repaired)))

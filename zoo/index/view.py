@@ -118,7 +118,14 @@ class IndexView:
 
     def entry(self, stub: Stub, version: int) -> Entry:
         summary = self.resolve(stub, format_version(version))
-        return read_entry(self.store, summary.entry_sha256)
+        entry = read_entry(self.store, summary.entry_sha256)
+        if entry.stub != stub or entry.version != summary.version:
+            raise SchemaError(
+                f"{self.store.url}/{entry_key(summary.entry_sha256)}",
+                f"the index lists it as {summary.ref} but it holds {entry.ref}; the store "
+                "is damaged (run `zoo index verify`)",
+            )
+        return entry
 
     def query(self, latest_only: bool = True, **facets: str) -> list[EntrySummary]:
         """Summaries whose facets match (shell wildcards allowed), sorted by stub and
@@ -131,6 +138,8 @@ class IndexView:
         for shard, key in self.keys():
             # Match on the key's text first: only matching stubs are parsed.
             parts = key.removeprefix(PREFIX).split("/")
+            if len(parts) != len(FACETS):
+                shard.get(key)  # a malformed key: raises the SchemaError that names it
             if any(not fnmatch.fnmatchcase(parts[i], v) for i, v in wanted):
                 continue
             record = shard.get(key)

@@ -23,8 +23,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.errors import BlobNotFoundError, ChecksumMismatchError, StoreError
-from zoo.storage.schemes import backend_class, local_path, scheme_of
+from zoo.errors import (
+    BlobNotFoundError,
+    ChecksumMismatchError,
+    ConfigError,
+    SchemaError,
+    StoreError,
+)
+from zoo.storage import names
+from zoo.storage.schemes import backend_class, is_remote, local_path, scheme_of
 
 INDEX_KEY = "index.json"
 BLOB_PREFIX = "blobs/sha256/"
@@ -32,8 +39,10 @@ CHUNK = 1 << 20
 # $ZOO_STORE names the store; $ZOO_REGISTRY is accepted as a synonym (the client's word).
 ENV_STORE = ("ZOO_STORE", "ZOO_REGISTRY")
 DEFAULT_STORE_DIR = ".zoo/store"
+ENV_TIMEOUT = "ZOO_TIMEOUT"
+#: Seconds a store may stay silent (connect or read) before the command gives up.
+DEFAULT_TIMEOUT_S = 30.0
 
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.@=+-]+(/[A-Za-z0-9_.@=+-]+)*$")
 
 
@@ -51,15 +60,17 @@ def blob_key(sha256: str) -> str:
 
 
 def check_sha256(sha256: str) -> str:
-    if not isinstance(sha256, str) or not _SHA_RE.match(sha256):
-        raise StoreError(f"not a sha256 hex digest: {sha256!r}")
-    return sha256
+    return names.check_sha256(sha256, "blob")
 
 
 def check_key(key: str) -> str:
     """Keys are relative, `/`-separated, with no empty, `.` or `..` parts (no escaping)."""
-    if not _KEY_RE.match(key) or any(part in (".", "..") for part in key.split("/")):
-        raise StoreError(f"invalid store key {key!r}")
+    if (
+        not isinstance(key, str)
+        or not _KEY_RE.match(key)
+        or any(part in (".", "..") for part in key.split("/"))
+    ):
+        raise SchemaError("store key", f"{key!r} is not a valid key; refused")
     return key
 
 
@@ -119,6 +130,59 @@ class Store(abc.ABC):
             )
         return target
 
+    @abc.abstractmethod
+    def replace_blob(self, sha256: str, source: str | os.PathLike[str]) -> None:
+        """Overwrite blob `sha256` with the file `source` (whose hash is checked first):
+        the repair of a stored copy that no longer matches its name."""
+
+    def touch_blob(self, sha256: str) -> None:  # noqa: B027 - optional for a backend
+        """Make a reused blob young again, so `zoo gc`'s grace period protects it while
+        the publish that reuses it runs (a no-op where a store cannot do it)."""
+
+    def stored_sha256(self, sha256: str, size: int) -> str | None:
+        """The sha256 of the stored blob, reading at most `size` + 1 bytes; None when the
+        stored object is longer or shorter than `size` (it cannot be the blob then)."""
+        digest = hashlib.sha256()
+        read = 0
+        for block in self.iter_blob(sha256, 0, size + 1):
+            digest.update(block)
+            read += len(block)
+            if read > size:
+                return None
+        return digest.hexdigest() if read == size else None
+
+    def ensure_blob(self, sha256: str, source: str | os.PathLike[str]) -> str:
+        """Upload `source` as blob `sha256`, or check the copy already stored and replace it
+        when its bytes differ. Returns "uploaded", "present" or "repaired"."""
+        if self.put_blob(sha256, source):
+            return "uploaded"
+        if self.stored_sha256(sha256, os.path.getsize(source)) == sha256:
+            self.touch_blob(sha256)
+            return "present"
+        self.replace_blob(sha256, source)
+        return "repaired"
+
+    # -- housekeeping (`zoo gc`) --------------------------------------------------------
+
+    def objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        """(key, last-modified time in epoch seconds) of every object under `prefix`."""
+        raise StoreError(f"{self.url}: this store cannot list object ages; gc is unsupported")
+
+    def modified(self, key: str) -> float | None:
+        """Last-modified time of `key` in epoch seconds, None if it is gone."""
+        raise StoreError(f"{self.url}: this store cannot tell object ages; gc is unsupported")
+
+    def delete(self, key: str) -> None:
+        raise StoreError(f"{self.url}: this store cannot delete objects; gc is unsupported")
+
+    def temporaries(self) -> Iterator[tuple[str, float]]:
+        """(name, modified time) of upload leftovers of killed publishers (local stores
+        write blobs through temporary files; S3 uploads are single PUTs and leave none)."""
+        return iter(())
+
+    def delete_temporary(self, name: str) -> None:
+        raise StoreError(f"{self.url}: no temporary files to delete")
+
     # -- small documents -----------------------------------------------------------------
 
     @abc.abstractmethod
@@ -146,8 +210,41 @@ class Store(abc.ABC):
     def swap_index(self, data: bytes, etag: str | None) -> str:
         return self.put_if_match(INDEX_KEY, data, etag)
 
+    @property
+    def identity(self) -> str:
+        """Everything that names this store (for S3 and the Hub the endpoint too): two
+        stores with equal URLs on different servers must not share a cache folder."""
+        return self.url
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+def store_timeout() -> float:
+    """$ZOO_TIMEOUT (seconds, > 0) or 30 s: how long a store may stay silent."""
+    text = os.environ.get(ENV_TIMEOUT, "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{ENV_TIMEOUT}={text!r}: expected seconds, a number in (0, 3600]")
+    return value
+
+
+def check_supported_url(url: str) -> str:
+    """Refuse a URL scheme no store implements (`http://...` is not a folder name)."""
+    scheme_of(url)  # the one table of schemes raises for any other
+    return url
+
+
+def store_identity(url: str) -> str:
+    """The identity (see `Store.identity`) of the store at `url`, without opening it."""
+    if is_remote(url):  # any scheme outside the table raises here
+        return open_store(url, create=False).identity
+    return os.path.abspath(local_path(url))
 
 
 def _repo_root(start: Path) -> Path | None:

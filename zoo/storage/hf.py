@@ -26,7 +26,15 @@ from zoo.errors import (
     StoreUnreachableError,
 )
 from zoo.fsutil import sha256_file
-from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key, sha256_bytes
+from zoo.storage.base import (
+    CHUNK,
+    Store,
+    Versioned,
+    blob_key,
+    check_key,
+    sha256_bytes,
+    store_timeout,
+)
 
 MAX_COMMIT_ATTEMPTS = 20
 
@@ -62,6 +70,12 @@ class HfStore(Store):
         return cls(repo, revision or "main")
 
     @property
+    def identity(self) -> str:
+        from huggingface_hub import constants
+
+        return f"{self.url}@{(self.endpoint or constants.ENDPOINT).rstrip('/')}"
+
+    @property
     def api(self) -> Any:
         if self._api is None:
             from huggingface_hub import HfApi
@@ -82,7 +96,8 @@ class HfStore(Store):
             if status in (401, 403):
                 return StoreAuthError(f"the Hub refused our token for {self.url} while {what}")
             return StoreError(f"Hub error for {self.url} while {what}: {exc}")
-        if isinstance(exc, OSError | ConnectionError) or "connect" in type(exc).__name__.lower():
+        name = type(exc).__name__.lower()
+        if isinstance(exc, OSError | ConnectionError) or "connect" in name or "timeout" in name:
             return StoreUnreachableError(
                 f"cannot reach the Hub endpoint for {self.url} while {what}: {exc}; "
                 "check HF_ENDPOINT and the network (HF_HUB_OFFLINE=1 disables it)"
@@ -91,7 +106,8 @@ class HfStore(Store):
 
     def _head(self) -> str:
         try:
-            return str(self.api.repo_info(self.repo_id, revision=self.revision).sha)
+            info = self.api.repo_info(self.repo_id, revision=self.revision, timeout=store_timeout())
+            return str(info.sha)
         except Exception as exc:
             raise self._error(exc, "reading the head commit") from exc
 
@@ -106,6 +122,7 @@ class HfStore(Store):
                 revision=commit,
                 endpoint=self.endpoint,
                 token=self.token,
+                etag_timeout=store_timeout(),
             )
         except EntryNotFoundError:
             return None
@@ -164,6 +181,23 @@ class HfStore(Store):
             return False
         return True
 
+    def replace_blob(self, sha256: str, source: str | os.PathLike[str]) -> None:
+        from huggingface_hub import CommitOperationAdd
+
+        actual = sha256_file(source)
+        if actual != sha256:
+            raise ChecksumMismatchError(str(source), sha256, actual, "upload")
+        key = blob_key(sha256)
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            try:
+                self._commit(
+                    [CommitOperationAdd(key, str(source))], self._head(), f"zoo: repair {key}"
+                )
+            except StoreConflictError:
+                continue
+            return
+        raise StoreConflictError(f"{self.url}: too many concurrent commits repairing {key}")
+
     def blob_size(self, sha256: str) -> int:
         try:
             infos = self.api.get_paths_info(
@@ -190,7 +224,9 @@ class HfStore(Store):
         headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
         session = get_session()
         try:
-            response = session.get(url, headers=headers, follow_redirects=True)
+            response = session.get(
+                url, headers=headers, follow_redirects=True, timeout=store_timeout()
+            )
         except Exception as exc:
             raise self._error(exc, f"downloading blob {sha256}") from exc
         if response.status_code == 404:

@@ -8,6 +8,7 @@ the old document or the new one, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
@@ -16,7 +17,13 @@ from typing import BinaryIO
 
 from filelock import FileLock, Timeout
 
-from zoo.errors import BlobNotFoundError, ChecksumMismatchError, StoreConflictError, StoreError
+from zoo.errors import (
+    BlobNotFoundError,
+    ChecksumMismatchError,
+    StoreConflictError,
+    StoreError,
+    StoreUnreachableError,
+)
 from zoo.fsutil import atomic_write_bytes, synced_writer, temp_beside
 from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key, sha256_bytes
 
@@ -31,7 +38,11 @@ class LocalStore(Store):
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         elif not self.root.is_dir():
-            raise StoreError(f"local store {self.root} does not exist")
+            # Like a server that does not answer: an unmounted or mistyped folder.
+            raise StoreUnreachableError(
+                f"local store {self.root} does not exist (a mistyped path, or a drive that "
+                "is not mounted?)"
+            )
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
@@ -43,14 +54,54 @@ class LocalStore(Store):
         if target.exists():
             return False
         with temp_beside(target, prefix=f".{sha256[:16]}.") as tmp:
-            digest = hashlib.sha256()
-            with synced_writer(tmp) as out, open(source, "rb") as src:
-                for block in iter(lambda: src.read(CHUNK), b""):
-                    digest.update(block)
-                    out.write(block)
-            if digest.hexdigest() != sha256:
-                raise ChecksumMismatchError(str(source), sha256, digest.hexdigest(), "upload")
+            self._copy_verified(sha256, source, tmp)
             return self._link_new(tmp, target)
+
+    def _copy_verified(self, sha256: str, source: str | os.PathLike[str], tmp: Path) -> None:
+        digest = hashlib.sha256()
+        with synced_writer(tmp) as out, open(source, "rb") as src:
+            for block in iter(lambda: src.read(CHUNK), b""):
+                digest.update(block)
+                out.write(block)
+        if digest.hexdigest() != sha256:
+            raise ChecksumMismatchError(str(source), sha256, digest.hexdigest(), "upload")
+
+    def replace_blob(self, sha256: str, source: str | os.PathLike[str]) -> None:
+        target = self._path(blob_key(sha256))
+        with temp_beside(target, prefix=f".{sha256[:16]}.") as tmp:
+            self._copy_verified(sha256, source, tmp)
+            os.replace(tmp, target)
+
+    def touch_blob(self, sha256: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self._path(blob_key(sha256)))
+
+    def objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        for key in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                yield key, self._path(key).stat().st_mtime
+
+    def modified(self, key: str) -> float | None:
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def temporaries(self) -> Iterator[tuple[str, float]]:
+        # temp_beside names them `.<target>.<random>.tmp` / `.<sha16>.<random>.tmp`.
+        for folder in (self.root / "blobs", self.root / "entries", self.root / "index"):
+            for path in folder.rglob(".*.tmp") if folder.is_dir() else ():
+                with contextlib.suppress(FileNotFoundError):
+                    yield path.relative_to(self.root).as_posix(), path.stat().st_mtime
+
+    def delete_temporary(self, name: str) -> None:
+        path = (self.root / name).resolve()
+        if not path.name.endswith(".tmp") or not path.is_relative_to(self.root):
+            raise StoreError(f"{name!r} is not a temporary file of {self.url}")
+        path.unlink(missing_ok=True)
 
     @staticmethod
     def _link_new(tmp: Path, target: Path) -> bool:

@@ -20,8 +20,9 @@ from zoo.errors import (
     StoreConflictError,
     StoreError,
     StoreUnreachableError,
+    ZooError,
 )
-from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key
+from zoo.storage.base import CHUNK, Store, Versioned, blob_key, check_key, store_timeout
 
 ENV_ENDPOINTS = ("ZOO_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 _AUTH_CODES = {
@@ -70,17 +71,25 @@ class S3Store(Store):
         return cls(bucket, prefix, endpoint_url=endpoint)
 
     @property
+    def identity(self) -> str:
+        endpoint = self.endpoint_url or self._client_kwargs.get("endpoint_url") or "aws"
+        return f"{self.url}@{endpoint.rstrip('/')}"
+
+    @property
     def client(self) -> Any:
         if self._client is None:
             import boto3
             from botocore.config import Config
 
-            # Few retries and short connect timeouts: an unreachable endpoint should fail
-            # in seconds with a clear message, not hang a pipeline stage.
+            # $ZOO_TIMEOUT bounds how long one call may wait on a silent server, its one
+            # retry included: an endpoint that accepts and never answers fails in that
+            # time with the "unreachable" error, instead of hanging a stage for minutes.
+            attempts = 2
+            per_attempt = store_timeout() / attempts
             config = Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
+                retries={"total_max_attempts": attempts, "mode": "standard"},
+                connect_timeout=per_attempt,
+                read_timeout=per_attempt,
             )
             self._client = boto3.client(
                 "s3", endpoint_url=self.endpoint_url, config=config, **self._client_kwargs
@@ -97,11 +106,15 @@ class S3Store(Store):
         )
         from botocore.exceptions import (
             EndpointConnectionError,
+            HTTPClientError,
             NoCredentialsError,
         )
 
+        if isinstance(exc, ZooError):
+            raise exc  # ours already (a refused key): not a server error to translate
         where = f"{self.url} ({self.endpoint_url or 'AWS'})"
-        if isinstance(exc, EndpointConnectionError | BotoConnectionError):
+        # HTTPClientError covers read timeouts and dropped connections.
+        if isinstance(exc, EndpointConnectionError | BotoConnectionError | HTTPClientError):
             return StoreUnreachableError(
                 f"cannot reach S3 endpoint for {where} while {what}: {exc}. Check "
                 "ZOO_S3_ENDPOINT_URL / AWS_ENDPOINT_URL and that the server is running "
@@ -126,12 +139,7 @@ class S3Store(Store):
 
     def put_blob(self, sha256: str, source: str | os.PathLike[str]) -> bool:
         key = self._key(blob_key(sha256))
-        digest = hashlib.sha256()
-        with open(source, "rb") as handle:
-            for block in iter(lambda: handle.read(CHUNK), b""):
-                digest.update(block)
-        if digest.hexdigest() != sha256:
-            raise ChecksumMismatchError(str(source), sha256, digest.hexdigest(), "upload")
+        self._check_source(sha256, source)
         if self.has_blob(sha256):
             return False
         try:
@@ -143,6 +151,57 @@ class S3Store(Store):
                 return False
             raise self._error(exc, f"uploading blob {sha256}") from exc
         return True
+
+    def replace_blob(self, sha256: str, source: str | os.PathLike[str]) -> None:
+        self._check_source(sha256, source)
+        try:
+            with open(source, "rb") as handle:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self._key(blob_key(sha256)), Body=handle
+                )
+        except Exception as exc:
+            raise self._error(exc, f"replacing blob {sha256}") from exc
+
+    def touch_blob(self, sha256: str) -> None:
+        # A copy onto itself with new metadata is how S3 renews LastModified.
+        key = self._key(blob_key(sha256))
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                MetadataDirective="REPLACE",
+            )
+        except Exception as exc:
+            raise self._error(exc, f"renewing blob {sha256}") from exc
+
+    def objects(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        for key, item in self._listing(prefix):
+            yield key, item["LastModified"].timestamp()
+
+    def modified(self, key: str) -> float | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            if _code(exc) in _MISSING_CODES:
+                return None
+            raise self._error(exc, f"checking {key}") from exc
+        return float(head["LastModified"].timestamp())
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._error(exc, f"deleting {key}") from exc
+
+    @staticmethod
+    def _check_source(sha256: str, source: str | os.PathLike[str]) -> None:
+        digest = hashlib.sha256()
+        with open(source, "rb") as handle:
+            for block in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise ChecksumMismatchError(str(source), sha256, digest.hexdigest(), "upload")
 
     def blob_size(self, sha256: str) -> int:
         key = self._key(blob_key(sha256))
@@ -218,6 +277,9 @@ class S3Store(Store):
         return str(response["ETag"])
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        return (key for key, _ in self._listing(prefix))
+
+    def _listing(self, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
         full = self._key(prefix.rstrip("/")) if prefix else self.prefix
         if prefix.endswith("/") or (not prefix and full):
             full += "/"
@@ -228,6 +290,6 @@ class S3Store(Store):
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield item["Key"][strip:]
+                    yield item["Key"][strip:], item
         except Exception as exc:
             raise self._error(exc, f"listing {prefix!r}") from exc
