@@ -1,5 +1,8 @@
 """DVC stage `register`: publish an export folder to the store and mirror it into registry/.
 
+The store is `storage.url` from params.yaml (a param of the stage), so changing it re-runs
+the stage and publishes there.
+
 Lineage is completed from git and dvc.lock (the stages that produced the export). Running
 it again on the same export publishes nothing new, so a second `dvc repro` is a no-op.
 """
@@ -24,7 +27,10 @@ def main() -> None:
     parser.add_argument("--export", required=True, type=Path, help="export folder (zoo.json)")
     parser.add_argument("--stub", default=None, help="stub (default: the one in zoo.json)")
     parser.add_argument("--alias", action="append", default=[], help="alias to move here")
-    parser.add_argument("--store", default=None, help="store URL (default: $ZOO_STORE, .zoo/store)")
+    parser.add_argument(
+        "--store", default=None, help="store URL (default: storage.url in --params)"
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file (storage.url)")
     parser.add_argument("--registry-dir", default=Path("registry"), type=Path)
     parser.add_argument("--receipt", required=True, type=Path, help="JSON written for DVC")
     parser.add_argument("--repo", default=Path("."), type=Path, help="git/DVC repository root")
@@ -39,12 +45,16 @@ def main() -> None:
         from zoo.index.mirror import mirror_stub
         from zoo.index.publish import publish
         from zoo.index.view import open_index
+        from zoo.pipeline.params import load_params, store_url
 
+        store = args.store or store_url(load_params(args.params))
+        if "://" not in store and not Path(store).is_absolute():
+            store = str(args.repo / store)  # a folder in params is relative to the repository
         export = read_export(args.export, args.stub)
         lineage = collect_lineage(export.meta.lineage, args.repo, args.export)
         export = replace(export, meta=replace(export.meta, lineage=lineage))
-        result = publish(export, args.store, aliases=args.alias)
-        view = open_index(args.store)
+        result = publish(export, store, aliases=args.alias)
+        view = open_index(store)
         changed = mirror_stub(view, export.stub, args.registry_dir)
         receipt = {
             "ref": result.entry.ref,

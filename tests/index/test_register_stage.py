@@ -15,10 +15,14 @@ from .conftest import STUB
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _register(export: Path, tmp_path: Path) -> dict[str, object]:
+def _run_register(
+    export: Path, tmp_path: Path, storage_url: object
+) -> subprocess.CompletedProcess[str]:
     receipt = tmp_path / "receipt.json"
-    env = {**os.environ, "ZOO_STORE": str(tmp_path / "store")}
-    subprocess.run(
+    (tmp_path / "params.yaml").write_text(json.dumps({"storage": {"url": storage_url}}))
+    # $ZOO_STORE names another store: the stage must publish where its params say.
+    env = {**os.environ, "ZOO_STORE": str(tmp_path / "not-this-store")}
+    return subprocess.run(
         [
             sys.executable,
             str(REPO / "pipelines" / "register.py"),
@@ -33,13 +37,17 @@ def _register(export: Path, tmp_path: Path) -> dict[str, object]:
             "--alias",
             "stable",
         ],
-        check=True,
         env=env,
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
-    result: dict[str, object] = json.loads(receipt.read_text())
+
+
+def _register(export: Path, tmp_path: Path) -> dict[str, object]:
+    done = _run_register(export, tmp_path, str(tmp_path / "store"))
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads((tmp_path / "receipt.json").read_text())
     return result
 
 
@@ -54,3 +62,17 @@ def test_register_twice_registers_once(tmp_path: Path, tiny) -> None:  # type: i
     assert second["registry_files"] == []
     view = open_index(tmp_path / "store")  # type: ignore[arg-type]
     assert view.generation == 1 and len(list(view.summaries())) == 1
+
+
+def test_register_publishes_to_the_store_its_params_name(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
+    first = _register(tiny("a"), tmp_path)
+    assert first["store"] == "store"  # inside the repository: kept relative
+    assert open_index(tmp_path / "store").generation == 1  # type: ignore[arg-type]
+    assert not (tmp_path / "not-this-store").exists()
+
+
+def test_register_refuses_a_params_file_without_a_store(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
+    done = _run_register(tiny("a"), tmp_path, None)
+    assert done.returncode != 0
+    assert "storage.url must be a store URL" in done.stderr and "None" in done.stderr
+    assert not (tmp_path / "receipt.json").exists() and not (tmp_path / "registry").exists()

@@ -122,3 +122,24 @@ def test_editing_a_module_a_stage_imports_makes_dvc_see_the_stage_changed(
     for stage, (_, module) in chosen.items():
         owning = {d for d in after[stage] if covered(module, [d])}
         assert owning, f"{stage}: editing {module} left the stage up to date ({after[stage]})"
+
+
+def test_every_demo_entry_is_a_dvc_model_artifact() -> None:
+    """dvc.yaml's `artifacts:` name each demo entry's export folder, with its stub."""
+    from dvc.repo import Repo
+
+    from zoo.pipeline.compose import compose
+
+    demo = compose(REPO / "conf", [])["zoo"]
+    with Repo(str(REPO)) as repo:
+        artifacts = repo.artifacts.read()["dvc.yaml"]
+        export_outs = {
+            stage.addressing: [str(o.def_path) for o in stage.outs]
+            for stage in repo.index.stages
+            if stage.addressing.startswith("export@")
+        }
+    assert sorted(artifacts) == sorted(demo)
+    for key, artifact in artifacts.items():
+        assert artifact.type == "model"
+        assert [artifact.path] == export_outs[f"export@{key}"]
+        assert artifact.desc == demo[key]["stub"]
