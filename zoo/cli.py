@@ -22,6 +22,7 @@ COMMAND_FAMILIES: tuple[str, ...] = (
     "zoo.index.cli",
     "zoo.client.cli",
     "zoo.catalog.cli",
+    "zoo.reproduce",
 )
 
 

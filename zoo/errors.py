@@ -317,3 +317,9 @@ class ExportFileMissingError(ZooError, FileNotFoundError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class ReproduceError(ZooError, RuntimeError):
+    """An entry that cannot be reproduced here: no lineage, not a clone, missing commit."""
+
+    exit_code = 2
