@@ -206,6 +206,23 @@ def temporary_worktree(repo: Path, commit: str) -> Iterator[Path]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
+def _check_imports_from(tree: Path, python: str, env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [python, "-c", "import zoo; print(zoo.__file__)"],
+        cwd=tree / "pipelines",  # where a stage script runs its imports from
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = Path(done.stdout.strip()).resolve() if done.returncode == 0 else None
+    if found is None or not found.is_relative_to(tree.resolve()):
+        raise ReproduceError(
+            f"the stages would import zoo from {found or done.stderr.strip()}, not from the "
+            f"worktree of the recorded commit ({tree}): a rebuild would run other code"
+        )
+
+
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str, timeout: float) -> None:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
@@ -247,6 +264,11 @@ def rebuild(
         (tree / "dvc.lock").unlink(missing_ok=True)  # rebuilt from nothing, recorded anew
         env = dict(os.environ, DVC_NO_ANALYTICS="1", ZOO_CACHE_DIR=str(tree / ".zoo/cache"))
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        # The stages must import the recorded commit's `zoo`, not the installed clone's.
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep
+        )
+        _check_imports_from(tree, python, env)
         _run(
             [python, "-m", "dvc", "repro", *sorted(stages)],
             tree,
