@@ -117,6 +117,27 @@ def test_an_entry_without_lineage_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("git_commit", "../../etc/passwd", "lineage git commit '../../etc/passwd' is malformed"),
+        ("dvc_stages", {"export@..": "0" * 64}, "stage name 'export@..' is malformed"),
+        ("dvc_stages", {"export@a": "HEAD"}, "malformed hash 'HEAD'"),
+    ],
+)
+def test_a_tampered_lineage_is_refused_before_it_reaches_git_or_a_path(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    ref, path = _demo_entry()
+    clone = _clone_without_history(tmp_path / "clone", [path])
+    copy = clone / path.relative_to(REPO)
+    entry = json.loads(copy.read_text())
+    entry["lineage"][field] = value
+    copy.write_text(json.dumps(entry))
+    result = _zoo("reproduce", ref, cwd=clone)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
     "ref", ["zoo:cv/classification/cnn_small/fashion_mnist/pruned80", "nonsense"]
 )
 def test_a_ref_without_a_pinned_version_is_refused(ref: str) -> None:

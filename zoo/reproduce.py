@@ -34,9 +34,10 @@ from typing import Any
 
 import yaml
 
-from zoo.errors import ReproduceError
+from zoo.errors import ReproduceError, StoreError
 from zoo.index.lineage import stage_hash
 from zoo.index.schema import Entry, is_weights_file, parse_ref, parse_version
+from zoo.storage.base import check_sha256
 
 # How far a rebuilt metric may stray from the registered one and still count as
 # reproduced. A retrain of the dense Fashion-MNIST CNN on another machine gave 92.25%
@@ -49,7 +50,8 @@ RELATIVE_TOLERANCE = 0.05
 # How many commits that changed dvc.lock to search for the entry's results.
 HISTORY_DEPTH = 200
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
-_STAGE = re.compile(r"^[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$")
+# A stage name (`export@cnn_gmp90`): its key becomes a folder name, so no leading dot.
+_STAGE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(@[A-Za-z0-9_-][A-Za-z0-9_.-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -135,8 +137,14 @@ def entry_stages(entry: Entry) -> dict[str, str]:
     if not _COMMIT.match(lineage.git_commit):
         raise ReproduceError(f"{entry.ref}: lineage git commit {lineage.git_commit!r} is malformed")
     for name, digest in lineage.dvc_stages.items():
-        if not _STAGE.match(name) or not re.match(r"^[0-9a-f]{64}$", str(digest)):
-            raise ReproduceError(f"{entry.ref}: lineage stage {name!r}: {digest!r} is malformed")
+        try:
+            check_sha256(str(digest))  # a stage hash is a sha256 of its dvc.lock record
+        except StoreError:
+            raise ReproduceError(
+                f"{entry.ref}: lineage stage {name!r} has a malformed hash {digest!r}"
+            ) from None
+        if not _STAGE.match(name):
+            raise ReproduceError(f"{entry.ref}: lineage stage name {name!r} is malformed")
     if not any(name.startswith("export@") for name in lineage.dvc_stages):
         raise ReproduceError(f"{entry.ref}: lineage names no export@ stage")
     return dict(lineage.dvc_stages)
