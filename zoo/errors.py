@@ -323,3 +323,7 @@ class ReproduceError(ZooError, RuntimeError):
     """An entry that cannot be reproduced here: no lineage, not a clone, missing commit."""
 
     exit_code = 2
+
+
+class DistributedError(ZooError, RuntimeError):
+    """Data-parallel ranks that disagree (weights that should be identical are not)."""

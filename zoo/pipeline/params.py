@@ -75,6 +75,11 @@ def store_url(params: Mapping[str, Any]) -> str:
     return url
 
 
+def train_key(flow: str) -> str:
+    """Where a flow's training settings sit in params.yaml (`train`, `text.train`)."""
+    return f"{FLOWS[flow]}.train" if FLOWS[flow] else "train"
+
+
 def flow_config(params: Mapping[str, Any], flow: str) -> FlowConfig:
     if flow not in FLOWS:
         raise ConfigError(f"unknown flow {flow!r}; valid flows: {', '.join(FLOWS)}")
