@@ -66,6 +66,17 @@ def test_every_imported_file_is_a_declared_dep(stage: str) -> None:
     )
 
 
+@pytest.mark.parametrize("stage", sorted(stage_scripts()))
+def test_every_declared_code_dep_exists(stage: str) -> None:
+    """A module moved or renamed (say, into a package) leaves a dep DVC cannot find."""
+    script, deps = stage_scripts()[stage]
+    gone = [d for d in deps if d.startswith(("zoo/", "pipelines/")) and not (REPO / d).exists()]
+    assert not gone, (
+        f"dvc.yaml stage {stage!r} declares deps that do not exist: {gone}. "
+        f"A dep list covering exactly its imports: {minimal_deps(set(closure(script)), REPO)}"
+    )
+
+
 def _refresh_locked_deps(repo: Path, stages: list[str]) -> None:
     """Record today's dep hashes of `stages` in dvc.lock, as `dvc commit` does after a run
     (their outputs are not here, so only the deps are saved)."""
