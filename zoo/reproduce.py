@@ -3,8 +3,9 @@
 The entry (from the clone's `registry/` mirror) records the git commit of the code that
 built it and the `dvc.lock` hash of every stage that did. Reproducing:
 
-1. finds the *results commit*: the newest commit whose committed `dvc.lock` records
-   exactly those stages (same hashes), which also fixes the params they ran with;
+1. finds the *results commit*: the first commit from the recorded one towards HEAD whose
+   committed `dvc.lock` records exactly those stages (same hashes), which also fixes the
+   params they ran with;
 2. checks out the recorded code commit in a temporary git worktree, with the results
    commit's `params.yaml`;
 3. runs exactly the entry's stages there (`dvc repro STAGE...`, from the shipped data up;
@@ -47,7 +48,7 @@ from zoo.storage.base import check_sha256
 # (loss, perplexity) by 5% relative.
 ABSOLUTE_TOLERANCE = 0.01
 RELATIVE_TOLERANCE = 0.05
-# How many commits that changed dvc.lock to search for the entry's results.
+# How many commits that changed dvc.lock, from the entry's on, to search for its results.
 HISTORY_DEPTH = 200
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # A stage name (`export@cnn_gmp90`): its key becomes a folder name, so no leading dot.
@@ -159,7 +160,8 @@ def _lock_at(repo: Path, commit: str) -> dict[str, dict[str, Any]]:
     if done.returncode != 0:
         return {}
     try:
-        doc = yaml.safe_load(done.stdout) or {}
+        # The C loader when built: a demo dvc.lock is ~100 KB and history holds many.
+        doc = yaml.load(done.stdout, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except yaml.YAMLError:
         return {}
     stages = doc.get("stages", {}) if isinstance(doc, dict) else {}
@@ -175,12 +177,22 @@ def lock_rows(stages: dict[str, str], lock: dict[str, dict[str, Any]]) -> list[R
     return rows
 
 
-def results_commit(repo: Path, stages: dict[str, str]) -> str | None:
-    """The newest commit whose committed dvc.lock records every stage of the entry."""
-    log = _git(repo, "log", f"-n{HISTORY_DEPTH}", "--format=%H", "HEAD", "--", "dvc.lock")
-    for commit in log.stdout.split():
-        if all(row.ok for row in lock_rows(stages, _lock_at(repo, commit))):
-            return commit
+def _has_commit(repo: Path, commit: str) -> bool:
+    return _git(repo, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode == 0
+
+
+def results_commit(repo: Path, commit: str, stages: dict[str, str]) -> str | None:
+    """The first commit from `commit` (the code that built the entry) on towards HEAD
+    whose committed dvc.lock records every stage of the entry: the results as committed
+    right after the run, with the params they ran with."""
+    if not _has_commit(repo, commit):
+        return None
+    later = _git(
+        repo, "rev-list", "--reverse", "--ancestry-path", f"{commit}..HEAD", "--", "dvc.lock"
+    ).stdout.split()
+    for candidate in [commit, *later][:HISTORY_DEPTH]:
+        if all(row.ok for row in lock_rows(stages, _lock_at(repo, candidate))):
+            return candidate
     return None
 
 
@@ -193,7 +205,7 @@ def check_only(ref: str, repo: str | os.PathLike[str] = ".") -> Report:
     if report.ok:
         report.verdict = "the committed dvc.lock records exactly the stages that built it"
     else:
-        found = results_commit(root, stages)
+        found = results_commit(root, str(entry.lineage.git_commit), stages)
         report.verdict = "the committed dvc.lock no longer records the stages that built it" + (
             f"; commit {found[:12]} does" if found else ""
         )
@@ -253,16 +265,16 @@ def rebuild(
     entry = load_entry(root / "registry", ref)
     stages = entry_stages(entry)
     commit = str(entry.lineage.git_commit)
-    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}", check=False).returncode != 0:
+    if not _has_commit(root, commit):
         raise ReproduceError(
             f"{entry.ref} was built from commit {commit[:12]}, which this clone does not "
             "have: fetch it (`git fetch --all`, or clone the repository it was pushed to)."
         )
-    results = results_commit(root, stages)
+    results = results_commit(root, commit, stages)
     if results is None:
         raise ReproduceError(
-            f"no commit of dvc.lock (searched {HISTORY_DEPTH}) records the stages that built "
-            f"{entry.ref}, so the params they ran with are unknown. `zoo reproduce "
+            f"no commit from {commit[:12]} to HEAD has a dvc.lock that records the stages "
+            f"that built {entry.ref}, so the params they ran with are unknown. `zoo reproduce "
             f"{entry.ref} --check-only` shows which stages differ."
         )
     started = time.perf_counter()
