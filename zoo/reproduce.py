@@ -401,6 +401,11 @@ def _print_table(report: Report) -> None:
 
 
 def run_reproduce(args: Any) -> int:
+    import signal
+    import sys
+
+    # A `kill` (SIGTERM) unwinds like Ctrl-C: the worktree is removed, the run stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = check_only(args.ref, args.repo) if args.check_only else rebuild(args.ref, args.repo)
     if args.json:
         print(report_json(report))
