@@ -244,10 +244,28 @@ def _check_imports_from(tree: Path, python: str, env: dict[str, str]) -> None:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str, timeout: float) -> None:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        tail = (done.stdout[-1500:] + done.stderr[-1500:]).strip()
-        raise ReproduceError(f"{what} failed (exit {done.returncode}):\n{tail}")
+    """Run `cmd` in its own process group: stopped (timeout, Ctrl-C, kill), DVC and the
+    stage it runs go together, so nothing keeps writing into a worktree being removed."""
+    import signal
+
+    with subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    if proc.returncode != 0:
+        tail = (out[-1500:] + err[-1500:]).strip()
+        raise ReproduceError(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
 def rebuild(
