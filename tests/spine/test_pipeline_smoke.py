@@ -140,24 +140,8 @@ def test_a_param_edit_reruns_only_the_stages_that_read_it(smoke_repo: tuple[Path
     assert stale_stages(repo) == set()
 
 
-def test_exp_run_with_hydra_override_is_listed(smoke_repo: tuple[Path, dict]) -> None:
-    repo, _ = smoke_repo
-    result = run(
-        [*DVC, "exp", "run", "-S", "experiment=smoke", "-S", "model=mlp", "train_vision"], repo
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    shown = run([*DVC, "exp", "show", "--json"], repo)
-    assert shown.returncode == 0, shown.stderr
-    assert '"mlp"' in shown.stdout, "the experiment with model=mlp is not listed"
-    metrics = json.loads((repo / "metrics/dense/vision.json").read_text())
-    assert metrics["parameters"] > 200_000  # the MLP, not the CNN, was trained
-
-
-def test_bad_override_fails_cleanly(smoke_repo: tuple[Path, dict]) -> None:
-    repo, _ = smoke_repo
-    result = run([*DVC, "exp", "run", "-S", "model=resnet9000"], repo)
-    assert result.returncode != 0
-    assert "cnn_small" in result.stdout + result.stderr
+# The two tests below need the workspace as the smoke run left it: they come before the
+# experiment runs, which change it (pytest keeps the file's order).
 
 
 def test_reproduce_rebuilds_an_entry_and_flags_an_altered_metric(
@@ -248,3 +232,23 @@ def test_a_second_clone_pulls_from_the_s3_remote_and_runs_nothing(
         print(f"dvc push {pushed:.1f} s, dvc pull {pulled:.1f} s on loopback")
     assert "Running stage" not in again.stdout, again.stdout[-2000:]
     assert (clone / "models/export/cnn_gmp90_qat/model.safetensors").is_file()
+
+
+def test_exp_run_with_hydra_override_is_listed(smoke_repo: tuple[Path, dict]) -> None:
+    repo, _ = smoke_repo
+    result = run(
+        [*DVC, "exp", "run", "-S", "experiment=smoke", "-S", "model=mlp", "train_vision"], repo
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = run([*DVC, "exp", "show", "--json"], repo)
+    assert shown.returncode == 0, shown.stderr
+    assert '"mlp"' in shown.stdout, "the experiment with model=mlp is not listed"
+    metrics = json.loads((repo / "metrics/dense/vision.json").read_text())
+    assert metrics["parameters"] > 200_000  # the MLP, not the CNN, was trained
+
+
+def test_bad_override_fails_cleanly(smoke_repo: tuple[Path, dict]) -> None:
+    repo, _ = smoke_repo
+    result = run([*DVC, "exp", "run", "-S", "model=resnet9000"], repo)
+    assert result.returncode != 0
+    assert "cnn_small" in result.stdout + result.stderr
