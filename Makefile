@@ -64,8 +64,9 @@ params: $(SETUP_STAMP) ## compose conf/ into params.yaml (what `dvc exp run` doe
 	$(PY) -m zoo.pipeline.compose
 
 .PHONY: demo
-demo: data-packages $(SETUP_STAMP) ## set up what it needs, reproduce the whole pipeline, print a summary
+demo: data-packages $(SETUP_STAMP) ## set up what it needs, pull from the DVC remote if one is set, reproduce the pipeline, print a summary
 	@started=$$(date +%s); \
+	if [ -n "$$($(BIN)/dvc remote list)" ]; then $(BIN)/dvc pull --allow-missing || exit 1; fi; \
 	$(BIN)/dvc repro && \
 	$(PY) -m zoo.pipeline.summary && \
 	echo "make demo: pipeline finished in $$(( $$(date +%s) - started )) s"

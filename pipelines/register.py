@@ -1,5 +1,8 @@
 """DVC stage `register`: publish an export folder to the store and mirror it into registry/.
 
+The store is `storage.url` from params.yaml (a param of the stage), so changing it re-runs
+the stage and publishes there.
+
 Lineage is completed from git and dvc.lock (the stages that produced the export), and
 its parent pinned to `stub@vN` (zoo/pipeline/register.py). Running
 it again on the same export publishes nothing new, so a second `dvc repro` is a no-op.
@@ -25,7 +28,10 @@ def main() -> None:
     parser.add_argument("--export", required=True, type=Path, help="export folder (zoo.json)")
     parser.add_argument("--stub", default=None, help="stub (default: the one in zoo.json)")
     parser.add_argument("--alias", action="append", default=[], help="alias to move here")
-    parser.add_argument("--store", default=None, help="store URL (default: $ZOO_STORE, .zoo/store)")
+    parser.add_argument(
+        "--store", default=None, help="store URL (default: storage.url in --params)"
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file (storage.url)")
     parser.add_argument("--registry-dir", default=Path("registry"), type=Path)
     parser.add_argument("--receipt", required=True, type=Path, help="JSON written for DVC")
     parser.add_argument("--repo", default=Path("."), type=Path, help="git/DVC repository root")
@@ -33,10 +39,14 @@ def main() -> None:
 
     def stage() -> None:
         from zoo.fsutil import atomic_write_json
+        from zoo.pipeline.params import load_params, store_url
         from zoo.pipeline.register import register_export
 
+        store = args.store or store_url(load_params(args.params))
+        if "://" not in store and not Path(store).is_absolute():
+            store = str(args.repo / store)  # a folder in params is relative to the repository
         done = register_export(
-            args.export, args.store, args.registry_dir, args.repo, args.stub, tuple(args.alias)
+            args.export, store, args.registry_dir, args.repo, args.stub, tuple(args.alias)
         )
         result = done.result
         receipt = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from zoo.pipeline.stage import run_stage
@@ -20,11 +21,24 @@ def main() -> None:
 
     def stage() -> None:
         from zoo.pipeline.dense import run_dense_stage
-        from zoo.pipeline.params import flow_config, load_params
+        from zoo.pipeline.params import flow_config, load_params, train_key
+        from zoo.training.distributed import main_process, relaunch
 
         cfg = flow_config(load_params(args.params), args.flow)
+        # train.distributed.nproc_per_node > 1: this script again, N times, under torchrun.
+        launched = relaunch(
+            cfg.train.distributed,
+            [__file__, *sys.argv[1:]],
+            cfg.train.batch_size,
+            train_key(cfg.flow),
+        )
+        if launched is not None:
+            sys.exit(launched)
         metrics = run_dense_stage(cfg, args.data, args.out, args.metrics, args.plots)
-        print(f"dense {args.flow}: test accuracy {metrics['test']['accuracy']:.4f} -> {args.out}")
+        if main_process():
+            print(
+                f"dense {args.flow}: test accuracy {metrics['test']['accuracy']:.4f} -> {args.out}"
+            )
 
     run_stage(stage)
 

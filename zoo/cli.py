@@ -23,6 +23,7 @@ COMMAND_FAMILIES: tuple[str, ...] = (
     "zoo.index.cli",
     "zoo.client.cli",
     "zoo.catalog.cli",
+    "zoo.reproduce",
 )
 
 

@@ -339,3 +339,16 @@ class UnsupportedArchitectureError(ZooError, ValueError):
 
 class MemoryMeasureError(ZooError, RuntimeError):
     """The fresh process that measures a model's peak memory failed."""
+
+
+# --- reproducing entries (zoo/reproduce.py) and distributed training ---
+
+
+class ReproduceError(ZooError, RuntimeError):
+    """An entry that cannot be reproduced here: no lineage, not a clone, missing commit."""
+
+    exit_code = 2
+
+
+class DistributedError(ZooError, RuntimeError):
+    """Data-parallel ranks that disagree (weights that should be identical are not)."""

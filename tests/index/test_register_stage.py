@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from zoo.index.schema import Stub
 from zoo.index.view import open_index
 
@@ -18,10 +16,14 @@ from .conftest import STUB
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _register(export: Path, tmp_path: Path) -> dict[str, object]:
+def _run_register(
+    export: Path, tmp_path: Path, storage_url: object
+) -> subprocess.CompletedProcess[str]:
     receipt = tmp_path / "receipt.json"
-    env = {**os.environ, "ZOO_STORE": str(tmp_path / "store")}
-    subprocess.run(
+    (tmp_path / "params.yaml").write_text(json.dumps({"storage": {"url": storage_url}}))
+    # $ZOO_STORE names another store: the stage must publish where its params say.
+    env = {**os.environ, "ZOO_STORE": str(tmp_path / "not-this-store")}
+    return subprocess.run(
         [
             sys.executable,
             str(REPO / "pipelines" / "register.py"),
@@ -36,13 +38,17 @@ def _register(export: Path, tmp_path: Path) -> dict[str, object]:
             "--alias",
             "stable",
         ],
-        check=True,
         env=env,
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
-    result: dict[str, object] = json.loads(receipt.read_text())
+
+
+def _register(export: Path, tmp_path: Path) -> dict[str, object]:
+    done = _run_register(export, tmp_path, str(tmp_path / "store"))
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads((tmp_path / "receipt.json").read_text())
     return result
 
 
@@ -80,9 +86,9 @@ def test_a_parent_named_by_stub_is_pinned_to_its_version(tmp_path: Path, tiny) -
 def test_a_parent_missing_from_the_store_fails_the_stage(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
     missing = "zoo:cv/classification/mlp/fashion_mnist/nowhere"
     _register(tiny("other", stub="zoo:cv/classification/mlp/fashion_mnist/base"), tmp_path)
-    with pytest.raises(subprocess.CalledProcessError) as failed:
-        _register(_with_parent(tiny("child"), missing), tmp_path)
-    assert f"stub {missing} is not registered" in failed.value.stderr
+    failed = _run_register(_with_parent(tiny("child"), missing), tmp_path, str(tmp_path / "store"))
+    assert failed.returncode != 0
+    assert f"stub {missing} is not registered" in failed.stderr
     view = open_index(tmp_path / "store")  # type: ignore[arg-type]
     assert Stub.parse(STUB) not in view.stubs()  # nothing published for the child
 
@@ -101,3 +107,17 @@ def test_a_child_registered_before_its_parent_publishes_the_parent_first(
     own = _register(parent_dir, tmp_path)  # the parent's own stage: nothing new
     assert own["ref"] == parent + "@v1" and own["created"] is False
     assert child["ref"] == STUB + "@v1"
+
+
+def test_register_publishes_to_the_store_its_params_name(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
+    first = _register(tiny("a"), tmp_path)
+    assert first["store"] == "store"  # inside the repository: kept relative
+    assert open_index(tmp_path / "store").generation == 1  # type: ignore[arg-type]
+    assert not (tmp_path / "not-this-store").exists()
+
+
+def test_register_refuses_a_params_file_without_a_store(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
+    done = _run_register(tiny("a"), tmp_path, None)
+    assert done.returncode != 0
+    assert "storage.url must be a store URL" in done.stderr and "None" in done.stderr
+    assert not (tmp_path / "receipt.json").exists() and not (tmp_path / "registry").exists()

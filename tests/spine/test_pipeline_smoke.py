@@ -214,6 +214,100 @@ def test_a_param_edit_reruns_only_the_stages_that_read_it(smoke_repo: tuple[Path
     assert stale_stages(repo) == set()
 
 
+# The two tests below need the workspace as the smoke run left it: they come before the
+# experiment runs, which change it (pytest keeps the file's order).
+
+
+def test_reproduce_rebuilds_an_entry_and_flags_an_altered_metric(
+    smoke_repo: tuple[Path, dict],
+) -> None:
+    """`zoo reproduce` on the one-shot smoke entry: rebuilt in a worktree of its commit,
+    byte-identical weights on this machine; a registered metric altered by 0.05 is
+    reported and exits 1; nothing is left behind."""
+    from zoo.index.mirror import entry_path
+    from zoo.index.schema import Entry, parse_ref
+    from zoo.reproduce import compare
+
+    repo, _ = smoke_repo
+    # What a team commits after `dvc repro`: params, dvc.lock, metrics and registry/.
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-q", "-m", "smoke results"]):
+        assert run(cmd, repo).returncode == 0
+    ref = json.loads((repo / "metrics/register/cnn_pruned80.json").read_text())["ref"]
+    stub, version = parse_ref(ref)
+    path = entry_path(repo / "registry", stub, int(str(version)[1:]))
+    entry = Entry.from_json(path.read_bytes())
+
+    # The comparison on the pipeline's own export: the same bytes, the same numbers.
+    rows = compare(entry, repo / "models/export/cnn_pruned80")
+    assert rows and all(r.ok for r in rows)
+    assert [r.note for r in rows if r.what.startswith("weights ")] == ["identical"]
+
+    check = run([*ZOO, "reproduce", ref, "--check-only"], repo)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    original = path.read_text()
+    altered = json.loads(original)
+    dataset = next(iter(altered["metrics"]))
+    altered["metrics"][dataset]["accuracy"] -= 0.05
+    path.write_text(json.dumps(altered))
+    try:
+        started = time.perf_counter()
+        done = run([*ZOO, "reproduce", ref, "--json"], repo, timeout=1200)
+        print(f"zoo reproduce {ref} took {time.perf_counter() - started:.1f} s")
+    finally:
+        path.write_text(original)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    bad = [r["what"] for r in report["rows"] if not r["ok"]]
+    assert bad == [f"{dataset} accuracy"], report
+    assert [r["note"] for r in report["rows"] if r["what"].startswith("weights ")] == ["identical"]
+    assert "NOT reproduced" in report["verdict"]
+    worktrees = run(["git", "worktree", "list"], repo)
+    assert len(worktrees.stdout.splitlines()) == 1, worktrees.stdout
+
+
+def test_a_second_clone_pulls_from_the_s3_remote_and_runs_nothing(
+    smoke_repo: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """The team set-up: DVC's cache on the project's S3 server (SeaweedFS here). The first
+    clone pushes what it built; a fresh `git clone` pulls it, and `dvc repro` runs no stage."""
+    import subprocess
+
+    from tests.spine.repo_copy import pipeline_env
+    from zoo.storage.seaweed import seaweedfs
+
+    repo, _ = smoke_repo
+    with seaweedfs(tmp_path / "s3") as server:
+        server.make_bucket("zoo-dvc")
+        env = {**pipeline_env(), **server.env()}
+
+        def sh(*cmd: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run(
+                cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+            )
+            assert done.returncode == 0, f"{cmd}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+            return done
+
+        # Committed once by the team: the remote's URL and endpoint (never credentials).
+        sh(*DVC, "remote", "add", "-d", "team", "s3://zoo-dvc/cache", cwd=repo)
+        sh(*DVC, "remote", "modify", "team", "endpointurl", server.endpoint_url, cwd=repo)
+        sh("git", "add", "-A", cwd=repo)
+        sh("git", "commit", "-q", "-m", "results and the team's DVC remote", cwd=repo)
+        started = time.perf_counter()
+        sh(*DVC, "push", cwd=repo)
+        pushed = time.perf_counter() - started
+
+        clone = tmp_path / "clone"
+        sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+        started = time.perf_counter()
+        sh(*DVC, "pull", cwd=clone)
+        pulled = time.perf_counter() - started
+        again = sh(*DVC, "repro", cwd=clone)
+        print(f"dvc push {pushed:.1f} s, dvc pull {pulled:.1f} s on loopback")
+    assert "Running stage" not in again.stdout, again.stdout[-2000:]
+    assert (clone / "models/export/cnn_gmp90_qat/model.safetensors").is_file()
+
+
 def test_exp_run_with_hydra_override_is_listed(smoke_repo: tuple[Path, dict]) -> None:
     repo, _ = smoke_repo
     result = run(

@@ -17,8 +17,9 @@ from zoo.errors import ConfigError
 from zoo.fsutil import atomic_write_json, atomic_write_text
 from zoo.models import get_model, get_model_spec
 from zoo.models.checkpoint import save_checkpoint
-from zoo.pipeline.params import DataConfig, FlowConfig, ModelConfig
+from zoo.pipeline.params import DataConfig, FlowConfig, ModelConfig, train_key
 from zoo.training import evaluate, seed_everything, train
+from zoo.training.distributed import World, check_batch_size, start, stop
 
 
 def is_text_model(model_name: str) -> bool:
@@ -111,16 +112,39 @@ def run_dense_stage(
         raise ConfigError(
             f"{data_dir} holds dataset {spec.name!r} but the config asks for {cfg.data.name!r}"
         )
+    world = start(cfg.train.distributed)
+    try:
+        return _train_and_write(cfg, spec, data_dir, out_dir, metrics_path, plots_path, world)
+    finally:
+        stop(world)
+
+
+def _train_and_write(
+    cfg: FlowConfig,
+    spec: DatasetSpec,
+    data_dir: Path,
+    out_dir: Path,
+    metrics_path: Path,
+    plots_path: Path,
+    world: World,
+) -> dict[str, Any]:
+    check_batch_size(cfg.train.batch_size, world.size, train_key(cfg.flow))
     model = build_model_for(cfg.model, spec, cfg.train.seed)
     splits = load_flow_splits(data_dir, cfg.data, cfg.model.name, cfg.model.kwargs.get("path"))
     started = time.perf_counter()
-    history = train(model, splits["train"], splits["val"], cfg.train, desc=f"dense {cfg.flow}")
+    history = train(
+        model, splits["train"], splits["val"], cfg.train, desc=f"dense {cfg.flow}", world=world
+    )
     seconds = time.perf_counter() - started
     metrics: dict[str, Any] = {
         split: evaluate(model, tensors, cfg.train.eval_batch_size).as_metrics()
         for split, tensors in splits.items()
     }
     metrics["parameters"] = sum(p.numel() for p in model.parameters())
+    if world.size > 1:
+        metrics["distributed"] = {"world_size": world.size, "train_seconds": round(seconds, 2)}
+    if not world.is_main:
+        return metrics  # only rank 0 writes; its replica is identical (checked by train)
     print(f"dense {cfg.flow}: trained in {seconds:.1f} s")
     extra = {
         "dataset": spec.name,

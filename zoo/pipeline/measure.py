@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 from dataclasses import replace
 from pathlib import Path
@@ -14,17 +12,15 @@ from torch import nn
 
 from zoo.compress.format import CSR_MIN_SPARSITY  # a layer this sparse is also timed as CSR
 from zoo.data.loaders import SplitTensors, load_split
-from zoo.data.prepare import dataset_digest
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
 from zoo.evaluation.memory import peak_memory_mb
 from zoo.evaluation.schema import BenchmarkReport, ModelFigures
 from zoo.evaluation.speed import measure_side_by_side
-from zoo.fsutil import atomic_write_json, sha256_file
 from zoo.models import arch_config_of
 from zoo.pipeline.dense import text_tokenizer
 from zoo.pipeline.entries import BenchSettings, CompressSettings, EntryConfig
 from zoo.pipeline.model_io import load_model_folder
-from zoo.training import Evaluation, evaluate
+from zoo.training import evaluate
 
 EVAL_SPLITS = ("val", "test")
 # MiniLM is benchmarked on real reviews padded to a fixed length, so every batch is alike.
@@ -41,48 +37,6 @@ def is_causal_lm(model: nn.Module) -> bool:
     return arch.arch == "hf" and arch.kwargs.get("task") == "causal_lm"
 
 
-EVAL_CACHE = Path(".zoo/cache/evaluations")
-
-
-def folder_digest(folder: Path) -> str:
-    """Identity of a model folder's content: its checksum list, or its config (which
-    records the weights' sha256) for a dense checkpoint."""
-    from zoo.pipeline.model_io import EXPORT_MARKER
-
-    marker = folder / EXPORT_MARKER
-    return sha256_file(marker if marker.is_file() else folder / "config.json")
-
-
-def evaluate_cached(model_dir: Path, data: SplitTensors, key: str) -> Evaluation:
-    """Evaluate the model in `model_dir` on `data`, remembering the result by content.
-
-    Every entry is compared with its baseline, so the baseline's predictions are needed
-    once per entry; they depend only on the baseline's files and the data, so they are
-    computed once and kept under .zoo/cache (a cache: deleting it changes nothing).
-    """
-    digest = hashlib.sha256(f"{folder_digest(model_dir)}:{key}".encode()).hexdigest()
-    path = EVAL_CACHE / f"{digest}.json"
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        return Evaluation(
-            accuracy=cached["accuracy"],
-            loss=cached["loss"],
-            n=cached["n"],
-            predictions=torch.tensor(cached["predictions"]),
-        )
-    result = evaluate(load_model_folder(model_dir), data)
-    atomic_write_json(
-        path,
-        {
-            "accuracy": result.accuracy,
-            "loss": result.loss,
-            "n": result.n,
-            "predictions": result.predictions.tolist(),
-        },
-    )
-    return result
-
-
 def run_evaluate(
     entry: EntryConfig,
     settings: CompressSettings,
@@ -93,8 +47,10 @@ def run_evaluate(
     """Accuracy and loss per split, and agreement with the baseline's predictions (causal
     LMs: perplexity, beside their parent's)."""
     model = load_model_folder(model_dir)
+    # The baseline is evaluated here, every time: a cache of its predictions outside DVC's
+    # declared outputs would survive an edit of the code that computed them.
+    baseline = model if model_dir == baseline_dir else load_model_folder(baseline_dir)
     tokenizer = _tokenizer_for(model, entry.tokenizer)
-    data_key = dataset_digest(data_root / entry.data)
     metrics: dict[str, Any] = {}
     for split in EVAL_SPLITS:
         data = load_split(
@@ -108,10 +64,7 @@ def run_evaluate(
             metrics[split] = _perplexities(model, entry, data)
             continue
         ours = evaluate(model, data)
-        cache_key = f"{data_key}:{split}:{settings.limit_eval}:{entry.max_length}"
-        reference = (
-            ours if model_dir == baseline_dir else evaluate_cached(baseline_dir, data, cache_key)
-        )
+        reference = ours if baseline is model else evaluate(baseline, data)
         agreement = float((ours.predictions == reference.predictions).float().mean())
         metrics[split] = {
             **ours.as_metrics(),

@@ -62,6 +62,24 @@ def _section(params: Mapping[str, Any], dotted: str) -> Mapping[str, Any]:
     return node
 
 
+def store_url(params: Mapping[str, Any]) -> str:
+    """The store the pipeline publishes to: `storage.url`, a param DVC tracks, so that
+    `-S storage.url=s3://bucket/prefix` re-runs `register` and publishes there. ($ZOO_STORE
+    is for people; a stage reading it would publish where DVC cannot see.)"""
+    url = _section(params, "storage").get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(
+            f"params: storage.url must be a store URL (a folder, s3://bucket/prefix or "
+            f"hf://org/repo), got {url!r}"
+        )
+    return url
+
+
+def train_key(flow: str) -> str:
+    """Where a flow's training settings sit in params.yaml (`train`, `text.train`)."""
+    return f"{FLOWS[flow]}.train" if FLOWS[flow] else "train"
+
+
 def flow_config(params: Mapping[str, Any], flow: str) -> FlowConfig:
     if flow not in FLOWS:
         raise ConfigError(f"unknown flow {flow!r}; valid flows: {', '.join(FLOWS)}")

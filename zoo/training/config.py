@@ -15,6 +15,24 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """`train.distributed`: data-parallel training under torchrun (zoo.training.distributed)."""
+
+    nproc_per_node: int = 1
+    backend: str = "auto"  # "auto": nccl when CUDA is available, else gloo
+
+    def __post_init__(self) -> None:
+        if self.nproc_per_node < 1:
+            raise ConfigError(
+                f"distributed.nproc_per_node: must be >= 1, got {self.nproc_per_node}"
+            )
+        if self.backend not in ("auto", "gloo", "nccl"):
+            raise ConfigError(
+                f"distributed.backend: 'auto', 'gloo' or 'nccl', got {self.backend!r}"
+            )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
@@ -29,6 +47,7 @@ class TrainConfig:
     grad_clip: float | None = None
     seed: int = 0
     freeze: list[str] = field(default_factory=list)  # parameter-name prefixes kept frozen
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         checks = {
@@ -45,6 +64,8 @@ class TrainConfig:
 
 
 def _matches(value: Any, hint: Any) -> bool:
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, Mapping)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, h) for h in typing.get_args(hint))
@@ -73,4 +94,8 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T:
                 f"{where}.{key}: expected {hints[key]}, got {type(value).__name__} {value!r}"
             )
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()}
+    for key, value in values.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type) and isinstance(value, Mapping):
+            values[key] = from_mapping(hint, value, f"{where}.{key}")
     return cls(**values)

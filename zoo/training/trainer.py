@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from zoo.data.loaders import Inputs, SplitTensors
 from zoo.training.config import TrainConfig
+from zoo.training.distributed import World, all_sum, check_replicas_equal, shard, wrap
 
 # (loss, inputs, outputs, labels) -> loss with extra terms (distillation, regularization)
 LossHook = Callable[[torch.Tensor, Inputs, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -91,8 +92,10 @@ def train(
     cfg: TrainConfig,
     progress: bool = True,
     desc: str = "train",
+    world: World | None = None,
 ) -> list[dict[str, Any]]:
-    """Train `model` in place with the optimizer and schedule `cfg` describes."""
+    """Train `model` in place with the optimizer and schedule `cfg` describes (on this
+    rank's share of each global batch when `world` has several ranks)."""
     seed_everything(cfg.seed)
     optimizer = build_optimizer(model, cfg)
     total_steps = cfg.epochs * math.ceil(len(train_data) / cfg.batch_size)
@@ -113,6 +116,7 @@ def train(
         grad_clip=cfg.grad_clip,
         progress=progress,
         desc=desc,
+        world=world,
     )
 
 
@@ -132,28 +136,35 @@ def fit(
     grad_clip: float | None = None,
     progress: bool = True,
     desc: str = "train",
+    world: World | None = None,
 ) -> list[dict[str, Any]]:
     """The loop itself: `epochs` passes over `train_data`, one evaluation per epoch.
 
     A recipe manager attaches to `optimizer` (its hooks run around each step) and adds its
     loss terms through `loss_hook`; the loop needs to know nothing else about it.
+    Under torchrun (`world` of several ranks) every rank walks the same global batches,
+    trains a DistributedDataParallel replica on its slice, and the epoch's numbers are
+    summed over the ranks.
     """
+    world = world or World()
     loader = train_data.loader(batch_size, shuffle=True, seed=seed)
     history: list[dict[str, Any]] = []
-    with _channels_last(model):
+    with _channels_last(model) if world.size == 1 else contextlib.nullcontext():
+        runner = wrap(model, world)
         for epoch in range(1, epochs + 1):
             model.train()
             started = time.perf_counter()
             seen, loss_sum, correct = 0, 0.0, 0
             # disable=None: a bar on a terminal, none in logs (per-epoch lines are written anyway).
             bar = tqdm(
-                loader,
+                shard(loader, world),
+                total=len(loader),
                 desc=f"{desc} {epoch}/{epochs}",
-                disable=None if progress else True,
+                disable=None if progress and world.is_main else True,
                 leave=False,
             )
             for inputs, labels in bar:
-                outputs = model(**inputs)
+                outputs = runner(**inputs)
                 loss = nn.functional.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
                 if loss_hook is not None:
                     loss = loss_hook(loss, inputs, outputs, labels)
@@ -168,6 +179,8 @@ def fit(
                 loss_sum += float(loss.detach()) * len(labels)
                 correct += int((outputs.argmax(1) == labels).sum())
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+            seen_all, loss_all, correct_all = all_sum([seen, loss_sum, correct], world)
+            seen, loss_sum, correct = int(seen_all), loss_all, int(correct_all)
             val = evaluate(model, val_data, eval_batch_size)
             row = {
                 "epoch": epoch,
@@ -179,11 +192,12 @@ def fit(
                 "seconds": round(time.perf_counter() - started, 2),
             }
             history.append(row)
-            if progress:
+            if progress and world.is_main:
                 tqdm.write(
                     f"{desc} epoch {epoch}/{epochs}: train_loss {row['train_loss']:.4f} "
                     f"val_loss {val.loss:.4f} val_accuracy {val.accuracy:.4f} ({row['seconds']}s)"
                 )
+    check_replicas_equal(model, world)
     return history
 
 
