@@ -191,6 +191,9 @@ class Modifier:
 
         return list(select_params(model, self.params, owner=self.type_name))
 
+    def check_model(self, model: nn.Module) -> None:
+        """Checks that need the model beyond `targets` (shapes a block pattern must tile)."""
+
     # ---- lifecycle hooks (no-ops by default) ----------------------------------------
     def initialize(self, state: ModifierState) -> None:
         """Once, when the recipe is attached to the model (before the first step)."""
