@@ -193,11 +193,12 @@ def interpolate(fraction: float, start: float, end: float, func: str) -> float:
     """Sparsity at `fraction` in [0, 1] of the way from `start` to `end`.
 
     cubic (Zhu & Gupta 2017): s = s_f + (s_i - s_f) * (1 - fraction)^3; fast early, slow late.
-    linear: s = s_i + (s_f - s_i) * fraction. inverse_cubic: s_i + (s_f - s_i) * fraction^3.
+    linear: s = s_i + (s_f - s_i) * fraction. inverse_cubic (SparseML's, slow early, fast
+    late): s = s_i + (s_f - s_i) * (1 - (1 - fraction)^(1/3)).
     """
     fraction = min(1.0, max(0.0, fraction))
     if func == "cubic":
         return end + (start - end) * (1.0 - fraction) ** 3
     if func == "inverse_cubic":
-        return start + (end - start) * fraction**3
+        return start + (end - start) * (1.0 - (1.0 - fraction) ** (1 / 3))
     return start + (end - start) * fraction
