@@ -33,6 +33,7 @@ from zoo.modifiers.pruning_calibrated import run_sequential, sparsegpt_prune, wa
 from zoo.modifiers.pruning_masks import (
     MaskSet,
     MaskStructure,
+    block_shape,
     global_masks,
     interpolate,
     make_mask,
@@ -150,6 +151,9 @@ class GMPruningModifier(_PruningBase):
             return parse_structure(self.mask_type)
         except RecipeError as exc:
             raise exc.with_context(modifier=self.type_name) from None
+
+    def check_model(self, model: nn.Module) -> None:
+        check_block_tiling(self, self.structure(), model)
 
     def _resolve(self, state: ModifierState) -> dict[str, nn.Parameter]:
         chosen: dict[str, nn.Parameter] = {}
@@ -290,6 +294,9 @@ class OneShotMagnitudePruningModifier(_ActsAtStart):
                 "sparsity", f"{self.mask_type} allows at most {structure.max_sparsity:g} sparsity"
             )
 
+    def check_model(self, model: nn.Module) -> None:
+        check_block_tiling(self, _structure(self, self.mask_type, "mask_type"), model)
+
     def _act(self, state: ModifierState) -> None:
         params = self._resolve(state)
         scores = {n: p.detach().abs() for n, p in params.items()}
@@ -305,6 +312,18 @@ class OneShotMagnitudePruningModifier(_ActsAtStart):
     def apply_oneshot(self, state: ModifierState) -> None:
         self._act(state)
         self._release(state)
+
+
+def check_block_tiling(mod: Modifier, structure: MaskStructure, model: nn.Module) -> None:
+    """Every weight `mod` targets tiles into `structure`'s blocks (validation with a model)."""
+    if structure.kind != "block":
+        return
+    for name in mod.targets(model):
+        try:
+            block_shape(structure, tuple(model.get_parameter(name).shape))
+        except RecipeError as exc:
+            exc.message = f"{name}: {exc.message}"
+            raise exc.with_context(modifier=mod.type_name) from None
 
 
 def _structure(mod: Modifier, value: str | list[int], name: str) -> MaskStructure:
