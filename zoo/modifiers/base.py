@@ -122,7 +122,18 @@ class Modifier:
 
     def field_error(self, field_name: str, message: str) -> RecipeError:
         """An error about one field; the parser adds file, stage and modifier index."""
-        return RecipeError(message, modifier=self.type_name, field=field_name)
+        return RecipeError(message, modifier=self.type_name, field=self.written_name(field_name))
+
+    def written_name(self, field_name: str) -> str:
+        """The field as the recipe spelled it (``targets`` for our ``params``, ...)."""
+        written: dict[str, str] = getattr(self, "_written_as", {})
+        return written.get(field_name, field_name)
+
+    def locate(self, error: RecipeError) -> RecipeError:
+        """`error` with its field named as the recipe wrote it."""
+        if error.field is not None:
+            error.field = self.written_name(error.field)
+        return error
 
     def check(self) -> None:
         """Validate field values; raise `self.field_error(...)`. Subclasses call super()."""

@@ -56,8 +56,9 @@ def distilled_outputs(output: Any, keys: list[OutputKey] | None, owner: str) -> 
             )
         return [output[k] for k in names]
     if isinstance(output, tuple | list):
-        indices = list(keys) if keys else list(range(len(output)))
-        bad = [i for i in indices if not isinstance(i, int) or not -len(output) <= i < len(output)]
+        chosen = list(keys) if keys else list(range(len(output)))
+        indices = [i for i in chosen if isinstance(i, int) and -len(output) <= i < len(output)]
+        bad = [i for i in chosen if i not in indices]
         if bad:
             raise RecipeError(
                 f"the model output is a sequence of {len(output)}; {bad} are not indices of it",

@@ -43,6 +43,8 @@ from zoo.modifiers.pruning_masks import (
 from zoo.modifiers.selection import ALL_PRUNABLE, owning_module, select_params
 
 _LOGGING_FIELDS = frozenset({"log_types", "constant_logging"})
+#: llm-compressor's spellings of the common fields (its start / end are epochs too)
+_LLMC_ALIASES = {"targets": "params", "start": "start_epoch", "end": "end_epoch"}
 
 
 def _check_sparsity(mod: Modifier, name: str, value: float) -> None:
@@ -250,6 +252,7 @@ class ConstantPruningModifier(_ActsAtStart):
     conflict_group: ClassVar[str | None] = None  # it keeps masks others made; never fights
     oneshot_capable: ClassVar[bool] = True
     ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS
+    field_aliases: ClassVar[dict[str, str]] = _LLMC_ALIASES
 
     params: ParamSelector | None = ALL_PRUNABLE
 
@@ -338,10 +341,7 @@ class _CalibratedPruning(_PruningBase):
     """Shared fields of Wanda and SparseGPT (llm-compressor's spellings accepted)."""
 
     oneshot_capable: ClassVar[bool] = True
-    field_aliases: ClassVar[dict[str, str]] = {
-        "targets": "params",
-        "mask_type": "mask_structure",
-    }
+    field_aliases: ClassVar[dict[str, str]] = {**_LLMC_ALIASES, "mask_type": "mask_structure"}
     ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS | {
         "sequential_targets",
         "quantize",

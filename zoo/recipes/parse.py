@@ -300,5 +300,8 @@ def build_modifier(name: str, fields: Any, variables: Variables | None = None) -
             errors.append(exc.with_context(field=str(key)))
     raise_collected(errors)
     modifier = cls(**build_fields(cls, values))
+    aliases: dict[str, str] = cls.field_aliases
+    # Errors found later (on a model) name the field as the file does.
+    modifier._written_as = {aliases[k]: k for k in values if k in aliases}  # type: ignore[attr-defined]
     modifier.check()
     return modifier

@@ -60,7 +60,7 @@ def _check_conflicts(
                     stage=sb.name,
                     index=ib,
                     modifier=b.type_name,
-                    field="params",
+                    field=b.written_name("params"),
                 )
 
 
@@ -79,7 +79,7 @@ def check_model(recipe: Recipe, model: nn.Module) -> dict[tuple[str, int], list[
             mod.check_model(model)
         except RecipeError as exc:
             errors.append(
-                exc.with_context(
+                mod.locate(exc).with_context(
                     file=recipe.source, stage=stage.name, index=index, modifier=mod.type_name
                 )
             )
