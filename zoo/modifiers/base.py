@@ -107,6 +107,9 @@ class Modifier:
     field_aliases: ClassVar[dict[str, str]] = {}
     #: Legacy fields accepted and ignored.
     ignored_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Fields SparseML / llm-compressor have and this zoo refuses: name -> why, and what
+    #: to use instead (the recipe is refused with "known, not supported here").
+    unsupported_fields: ClassVar[dict[str, str]] = {}
     #: True for modifiers whose work is `apply_oneshot` (run_type "oneshot").
     oneshot_capable: ClassVar[bool] = False
 

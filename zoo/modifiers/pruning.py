@@ -342,8 +342,13 @@ class _CalibratedPruning(_PruningBase):
 
     oneshot_capable: ClassVar[bool] = True
     field_aliases: ClassVar[dict[str, str]] = {**_LLMC_ALIASES, "mask_type": "mask_structure"}
+    unsupported_fields: ClassVar[dict[str, str]] = {
+        "preserve_sparsity_mask": "pruning on top of an existing sparsity mask "
+        "(llm-compressor) is not implemented here; prune from the dense model"
+    }
     ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS | {
         "sequential_targets",
+        "target_ids",  # SparseML OBCQ: forward kwargs for its layer runner; ours runs the model
         "quantize",
         "owl_m",
         "owl_lmbda",

@@ -108,11 +108,17 @@ def build_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
     types_ = field_types(cls)
     aliases: dict[str, str] = getattr(cls, "field_aliases", {})
     ignored: frozenset[str] = getattr(cls, "ignored_fields", frozenset())
+    unsupported: dict[str, str] = getattr(cls, "unsupported_fields", {})
     kwargs: dict[str, Any] = {}
     errors: list[RecipeError] = []
     for key, value in raw.items():
         name = aliases.get(key, key)
         if name in ignored or key in ignored:
+            continue
+        if key in unsupported:
+            errors.append(
+                RecipeError(f"{key!r} is known, not supported here: {unsupported[key]}.", field=key)
+            )
             continue
         if name not in types_:
             valid = sorted(types_)

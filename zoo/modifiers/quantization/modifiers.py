@@ -68,6 +68,14 @@ class _QuantModifierBase(Modifier):
         }
     )
 
+    unsupported_fields: ClassVar[dict[str, str]] = {
+        key: "llm-compressor's compressed-tensors schemes (W8A8, W4A16, FP8, NVFP4 presets "
+        "and config_groups) are not implemented here; int8 here is torch's eager int8 "
+        "(QuantizationModifier for QAT, PostTrainingQuantizationModifier for static, "
+        "DynamicQuantizationModifier for dynamic)"
+        for key in ("scheme", "config_groups", "kv_cache_scheme", "scheme_overrides")
+    }
+
     submodules: list[str] | None = None  # SparseML: quantize only inside these modules
     ignore: list[str] = field(default_factory=list)  # module names or re: patterns
     exclude_module_types: list[str] = field(default_factory=list)  # e.g. [Linear]
