@@ -288,3 +288,33 @@ def test_validate_reports_all_three_errors_and_exits_2(
     with pytest.raises(RecipeErrors) as info:
         parse_recipe(path.read_text(), source=str(path))
     assert len(info.value.errors) == 3
+
+
+# ---- fields that used to be ignored whatever they said -------------------------------------
+@pytest.mark.parametrize(
+    ("modifier", "field"),
+    [
+        ("GMPruningModifier", "phased: true"),
+        ("GMPruningModifier", "score_type: movement"),
+        ("SparseGPTModifier", "quantize: true"),
+        ("WandaPruningModifier", "owl_m: 5"),
+        ("QuantizationModifier", "tensorrt: true"),
+        ("QuantizationModifier", "scheme: W4A16"),
+    ],
+)
+def test_fields_that_would_change_the_result_are_refused_not_ignored(
+    modifier: str, field: str
+) -> None:
+    with pytest.raises(RecipeError, match="known, not supported here") as info:
+        parse_recipe(_stage(f"      - {{type: {modifier}, {field}}}\n"))
+    assert f"field '{field.split(':')[0]}'" in str(info.value)
+
+
+def test_fields_at_the_value_this_zoo_always_uses_are_accepted() -> None:
+    parse_recipe(
+        _stage(
+            "      - {type: GMPruningModifier, phased: false, score_type: magnitude,"
+            " end_epoch: 2}\n"
+            "      - {type: QuantizationModifier, tensorrt: false, start_epoch: 2}\n"
+        )
+    )

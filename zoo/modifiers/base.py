@@ -110,6 +110,9 @@ class Modifier:
     #: Fields SparseML / llm-compressor have and this zoo refuses: name -> why, and what
     #: to use instead (the recipe is refused with "known, not supported here").
     unsupported_fields: ClassVar[dict[str, str]] = {}
+    #: Fields accepted only at the value that means what this zoo does anyway (SparseML's
+    #: default); any other value is refused rather than ignored.
+    default_only_fields: ClassVar[dict[str, Any]] = {}
     #: True for modifiers whose work is `apply_oneshot` (run_type "oneshot").
     oneshot_capable: ClassVar[bool] = False
 

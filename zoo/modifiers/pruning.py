@@ -103,7 +103,8 @@ class GMPruningModifier(_PruningBase):
 
     oneshot_capable: ClassVar[bool] = True
     field_aliases: ClassVar[dict[str, str]] = {"mask_structure": "mask_type"}
-    ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS | {"phased", "score_type"}
+    ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS
+    default_only_fields: ClassVar[dict[str, object]] = {"phased": False, "score_type": "magnitude"}
 
     params: ParamSelector | None = ALL_PRUNABLE
     init_sparsity: float = 0.05
@@ -349,9 +350,12 @@ class _CalibratedPruning(_PruningBase):
     ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS | {
         "sequential_targets",
         "target_ids",  # SparseML OBCQ: forward kwargs for its layer runner; ours runs the model
-        "quantize",
-        "owl_m",
-        "owl_lmbda",
+    }
+    # OWL's non-uniform layer sparsity and SparseML's quantize-while-pruning change results
+    default_only_fields: ClassVar[dict[str, object]] = {
+        "quantize": False,
+        "owl_m": None,
+        "owl_lmbda": None,
     }
 
     params: ParamSelector | None = ALL_PRUNABLE

@@ -109,10 +109,21 @@ def build_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
     aliases: dict[str, str] = getattr(cls, "field_aliases", {})
     ignored: frozenset[str] = getattr(cls, "ignored_fields", frozenset())
     unsupported: dict[str, str] = getattr(cls, "unsupported_fields", {})
+    default_only: dict[str, Any] = getattr(cls, "default_only_fields", {})
     kwargs: dict[str, Any] = {}
     errors: list[RecipeError] = []
     for key, value in raw.items():
         name = aliases.get(key, key)
+        if key in default_only:
+            if value != default_only[key]:
+                errors.append(
+                    RecipeError(
+                        f"{key}: {value!r} is known, not supported here: only "
+                        f"{default_only[key]!r} (the default, which this zoo always does) is",
+                        field=key,
+                    )
+                )
+            continue
         if name in ignored or key in ignored:
             continue
         if key in unsupported:

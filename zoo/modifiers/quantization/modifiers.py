@@ -63,7 +63,6 @@ class _QuantModifierBase(Modifier):
             "quantize_embeddings",
             "quantize_embedding_activations",
             "exclude_batchnorm",
-            "tensorrt",
             "log_types",
         }
     )
@@ -75,6 +74,9 @@ class _QuantModifierBase(Modifier):
         "DynamicQuantizationModifier for dynamic)"
         for key in ("scheme", "config_groups", "kv_cache_scheme", "scheme_overrides")
     }
+
+    #: TensorRT's symmetric int8 activations are not what fbgemm runs
+    default_only_fields: ClassVar[dict[str, object]] = {"tensorrt": False}
 
     submodules: list[str] | None = None  # SparseML: quantize only inside these modules
     ignore: list[str] = field(default_factory=list)  # module names or re: patterns
