@@ -20,6 +20,7 @@ from torch import nn
 
 from zoo.errors import RecipeError
 from zoo.models import get_model
+from zoo.models.tiny import TINY
 from zoo.recipes import RecipeManager, check_model, load_recipe, oneshot
 from zoo.recipes.schema import Recipe
 
@@ -29,33 +30,18 @@ _SOURCE = re.compile(r"source: (neuralmagic/sparseml|vllm-project/llm-compressor
 
 
 def _llama() -> nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=6,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
+    config = TINY["llama"](64)
+    config.num_hidden_layers = 6  # llm-compressor's test_tiny2 names model.layers.0 to 5
     return LlamaForCausalLM(config)
 
 
 def _bert(head: str) -> nn.Module:
-    from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
+    from transformers import BertForQuestionAnswering, BertForSequenceClassification
 
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
     cls = BertForQuestionAnswering if head == "qa" else BertForSequenceClassification
-    return cls(config)
+    return cls(TINY["bert"](64))
 
 
 def _tokens() -> dict[str, torch.Tensor]:

@@ -318,3 +318,15 @@ def test_fields_at_the_value_this_zoo_always_uses_are_accepted() -> None:
             "      - {type: QuantizationModifier, tensorrt: false, start_epoch: 2}\n"
         )
     )
+
+
+def test_layer_distillation_names_are_checked_at_validate_with_a_model() -> None:
+    recipe = parse_recipe(
+        _stage(
+            "      - {type: EpochRangeModifier, end_epoch: 1}\n"
+            "      - {type: LayerDistillationModifier, layers: {featurs.0: features.0}}\n"
+        )
+    )
+    with pytest.raises(RecipeError, match=r"student has no layer 'featurs\.0'") as info:
+        check_model(recipe, get_model("cnn_small"))
+    assert "field 'layers'" in str(info.value)

@@ -355,22 +355,27 @@ class LayerDistillationModifier(Modifier):
         if self.weight < 0:
             raise self.field_error("weight", f"must be >= 0, got {self.weight}")
 
+    def check_model(self, model: nn.Module) -> None:
+        """The student layers exist (`zoo recipe validate --model`; the teacher's are checked
+        when the recipe is applied)."""
+        self._check_names(model, list(self.layers), "student")
+
+    def _check_names(self, model: nn.Module, names: list[str], which: str) -> None:
+        from zoo.errors import RecipeError, suggest
+
+        table = dict(model.named_modules())
+        for name in names:
+            if name not in table:
+                raise RecipeError(
+                    f"{which} has no layer {name!r}.{suggest(name, table)}",
+                    modifier=self.type_name,
+                    field="layers",
+                )
+
     def _validate_names(self, state: ModifierState) -> None:
-        from zoo.errors import RecipeError
-
         assert state.teacher is not None
-        student = dict(state.model.named_modules())
-        teacher = dict(state.teacher.named_modules())
-        for s_name, t_name in self.layers.items():
-            for name, table, which in ((s_name, student, "student"), (t_name, teacher, "teacher")):
-                if name not in table:
-                    from zoo.errors import suggest
-
-                    raise RecipeError(
-                        f"{which} has no layer {name!r}.{suggest(name, table)}",
-                        modifier=self.type_name,
-                        field="layers",
-                    )
+        self._check_names(state.model, list(self.layers), "student")
+        self._check_names(state.teacher, list(self.layers.values()), "teacher")
 
     def initialize(self, state: ModifierState) -> None:
         from zoo.errors import RecipeError
