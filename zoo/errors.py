@@ -136,6 +136,39 @@ class RecipeError(ZooError, ValueError):
         return prefix + (", ".join(where) + ": " if where else "") + self.message
 
 
+class RecipeErrors(RecipeError):
+    """Several independent problems of one recipe, reported together (one per line).
+
+    Parsing goes on past a bad modifier or field so that one `zoo recipe validate` run
+    lists everything there is to fix.
+    """
+
+    def __init__(self, errors: list[RecipeError]) -> None:
+        self.errors = list(errors)
+        super().__init__(f"{len(self.errors)} problems")
+
+    def with_context(self, **context: object) -> RecipeError:
+        for error in self.errors:
+            error.with_context(**context)
+        return self
+
+    def __str__(self) -> str:
+        return f"{len(self.errors)} problems in the recipe:\n" + "\n".join(
+            f"  {error}" for error in self.errors
+        )
+
+
+def raise_collected(errors: list[RecipeError]) -> None:
+    """Raise nothing, the one error, or all of them as a `RecipeErrors`."""
+    flat: list[RecipeError] = []
+    for error in errors:
+        flat.extend(error.errors if isinstance(error, RecipeErrors) else [error])
+    if len(flat) == 1:
+        raise flat[0]
+    if flat:
+        raise RecipeErrors(flat)
+
+
 # --- index and stores (zoo/index/, zoo/storage/) ---
 
 

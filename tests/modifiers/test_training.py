@@ -18,7 +18,8 @@ def _run(recipe: str, steps_per_epoch: int, groups: int = 1) -> list[list[float]
     manager = RecipeManager.from_yaml(recipe)
     manager.modify(model, optimizer, steps_per_epoch=steps_per_epoch)
     seen: list[list[float]] = []
-    optimizer.register_step_post_hook(
+    # A pre-hook registered after the manager's sees the lr the step is about to use.
+    optimizer.register_step_pre_hook(
         lambda opt, *_: seen.append([g["lr"] for g in opt.param_groups])
     )
     for _ in range(round(manager.max_epochs * steps_per_epoch)):

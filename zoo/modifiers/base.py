@@ -107,6 +107,12 @@ class Modifier:
     field_aliases: ClassVar[dict[str, str]] = {}
     #: Legacy fields accepted and ignored.
     ignored_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Fields SparseML / llm-compressor have and this zoo refuses: name -> why, and what
+    #: to use instead (the recipe is refused with "known, not supported here").
+    unsupported_fields: ClassVar[dict[str, str]] = {}
+    #: Fields accepted only at the value that means what this zoo does anyway (SparseML's
+    #: default); any other value is refused rather than ignored.
+    default_only_fields: ClassVar[dict[str, Any]] = {}
     #: True for modifiers whose work is `apply_oneshot` (run_type "oneshot").
     oneshot_capable: ClassVar[bool] = False
 
@@ -122,7 +128,18 @@ class Modifier:
 
     def field_error(self, field_name: str, message: str) -> RecipeError:
         """An error about one field; the parser adds file, stage and modifier index."""
-        return RecipeError(message, modifier=self.type_name, field=field_name)
+        return RecipeError(message, modifier=self.type_name, field=self.written_name(field_name))
+
+    def written_name(self, field_name: str) -> str:
+        """The field as the recipe spelled it (``targets`` for our ``params``, ...)."""
+        written: dict[str, str] = getattr(self, "_written_as", {})
+        return written.get(field_name, field_name)
+
+    def locate(self, error: RecipeError) -> RecipeError:
+        """`error` with its field named as the recipe wrote it."""
+        if error.field is not None:
+            error.field = self.written_name(error.field)
+        return error
 
     def check(self) -> None:
         """Validate field values; raise `self.field_error(...)`. Subclasses call super()."""
@@ -190,6 +207,9 @@ class Modifier:
         from zoo.modifiers.selection import select_params
 
         return list(select_params(model, self.params, owner=self.type_name))
+
+    def check_model(self, model: nn.Module) -> None:
+        """Checks that need the model beyond `targets` (shapes a block pattern must tile)."""
 
     # ---- lifecycle hooks (no-ops by default) ----------------------------------------
     def initialize(self, state: ModifierState) -> None:

@@ -13,6 +13,7 @@ are cached in ``state.store`` for the step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -26,17 +27,51 @@ Weighting = Literal["confidence", "entropy", "true_class"]
 
 
 # ---- functions ---------------------------------------------------------------------------
-def logits_of(output: Any) -> torch.Tensor:
-    """The logits tensor of a model output (Tensor, HF ModelOutput, dict or tuple)."""
+OutputKey = str | int
+
+
+def distilled_outputs(output: Any, keys: list[OutputKey] | None, owner: str) -> list[Any]:
+    """The output tensors distillation compares, as SparseML's ``distill_output_keys``.
+
+    A Tensor is itself. A mapping (a transformers ``ModelOutput`` too) gives ``output[key]``
+    for each key; without keys, every entry whose name ends in ``logits`` (``logits``,
+    ``start_logits``, ``end_logits``: SparseML would take every entry, ``loss`` and hidden
+    states included, which no transformers recipe means). A tuple or list gives
+    ``output[index]`` per key, every element without keys (as SparseML).
+    """
+    from zoo.errors import RecipeError
+
     if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return torch.as_tensor(output.logits)
-    if isinstance(output, dict) and "logits" in output:
-        return torch.as_tensor(output["logits"])
-    if isinstance(output, tuple | list) and output:
-        return logits_of(output[0])
-    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+        return [output]
+    if isinstance(output, Mapping):
+        names = list(keys) if keys else [k for k in output if str(k).endswith("logits")]
+        missing = [k for k in names if k not in output]
+        if missing or not names:
+            raise RecipeError(
+                f"the model output has keys {list(output)}; "
+                + (f"{missing} are not among them" if missing else "none ends in 'logits'")
+                + ". Name the outputs to distill in distill_output_keys.",
+                modifier=owner,
+                field="distill_output_keys",
+            )
+        return [output[k] for k in names]
+    if isinstance(output, tuple | list):
+        chosen = list(keys) if keys else list(range(len(output)))
+        indices = [i for i in chosen if isinstance(i, int) and -len(output) <= i < len(output)]
+        bad = [i for i in chosen if i not in indices]
+        if bad:
+            raise RecipeError(
+                f"the model output is a sequence of {len(output)}; {bad} are not indices of it",
+                modifier=owner,
+                field="distill_output_keys",
+            )
+        return [output[i] for i in indices]
+    raise RecipeError(
+        f"cannot distill a model output of type {type(output).__name__}: expected a Tensor, "
+        "a mapping (ModelOutput) or a tuple of tensors",
+        modifier=owner,
+        field="distill_output_keys",
+    )
 
 
 def soft_kl(
@@ -235,11 +270,14 @@ def _need_outputs(owner: str, inputs: Any, outputs: Any) -> None:
 @dataclass(kw_only=True)
 class _DistillationBase(Modifier):
     ignored_fields: ClassVar[frozenset[str]] = frozenset(
-        {"distill_output_keys", "teacher_input_keys", "log_types", "teacher_output_keys"}
+        {"teacher_input_keys", "log_types", "teacher_output_keys"}
     )
 
     hardness: float = 0.5
     temperature: float = 2.0
+    #: which outputs to distill (keys of a mapping output, indices of a tuple); the soft
+    #: term is the mean over them, as SparseML's kldiv_loss
+    distill_output_keys: list[OutputKey] | None = None
 
     def check(self) -> None:
         super().check()
@@ -251,6 +289,14 @@ class _DistillationBase(Modifier):
     def _combine(self, loss: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
         return (1.0 - self.hardness) * loss + self.hardness * soft
 
+    def _pairs(self, state: ModifierState, inputs: Any, outputs: Any) -> list[tuple[Any, Any]]:
+        """(student, teacher) tensors of every distilled output."""
+        _need_outputs(self.type_name, inputs, outputs)
+        keys = self.distill_output_keys
+        student = distilled_outputs(outputs, keys, self.type_name)
+        teacher = distilled_outputs(teacher_outputs(state, inputs), keys, self.type_name)
+        return list(zip(student, teacher, strict=True))
+
 
 @dataclass(kw_only=True)
 class OutputDistillationModifier(_DistillationBase):
@@ -261,9 +307,8 @@ class OutputDistillationModifier(_DistillationBase):
     ) -> torch.Tensor:
         if not self.active(state):
             return loss
-        _need_outputs(self.type_name, inputs, outputs)
-        teacher = logits_of(teacher_outputs(state, inputs))
-        soft = soft_kl(logits_of(outputs), teacher, self.temperature).mean()
+        pairs = self._pairs(state, inputs, outputs)
+        soft = torch.stack([soft_kl(s, t, self.temperature).mean() for s, t in pairs]).mean()
         return self._combine(loss, soft)
 
 
@@ -279,12 +324,12 @@ class InstanceDistillationModifier(_DistillationBase):
     ) -> torch.Tensor:
         if not self.active(state):
             return loss
-        _need_outputs(self.type_name, inputs, outputs)
-        teacher = logits_of(teacher_outputs(state, inputs))
-        weights = instance_weights(teacher, self.weighting)
-        kl = soft_kl(logits_of(outputs), teacher, self.temperature)
-        soft = (weights * kl).sum() / weights.sum().clamp_min(1e-12)
-        return self._combine(loss, soft)
+        terms = []
+        for student, teacher in self._pairs(state, inputs, outputs):
+            weights = instance_weights(teacher, self.weighting)
+            kl = soft_kl(student, teacher, self.temperature)
+            terms.append((weights * kl).sum() / weights.sum().clamp_min(1e-12))
+        return self._combine(loss, torch.stack(terms).mean())
 
 
 @dataclass(kw_only=True)
@@ -310,22 +355,27 @@ class LayerDistillationModifier(Modifier):
         if self.weight < 0:
             raise self.field_error("weight", f"must be >= 0, got {self.weight}")
 
+    def check_model(self, model: nn.Module) -> None:
+        """The student layers exist (`zoo recipe validate --model`; the teacher's are checked
+        when the recipe is applied)."""
+        self._check_names(model, list(self.layers), "student")
+
+    def _check_names(self, model: nn.Module, names: list[str], which: str) -> None:
+        from zoo.errors import RecipeError, suggest
+
+        table = dict(model.named_modules())
+        for name in names:
+            if name not in table:
+                raise RecipeError(
+                    f"{which} has no layer {name!r}.{suggest(name, table)}",
+                    modifier=self.type_name,
+                    field="layers",
+                )
+
     def _validate_names(self, state: ModifierState) -> None:
-        from zoo.errors import RecipeError
-
         assert state.teacher is not None
-        student = dict(state.model.named_modules())
-        teacher = dict(state.teacher.named_modules())
-        for s_name, t_name in self.layers.items():
-            for name, table, which in ((s_name, student, "student"), (t_name, teacher, "teacher")):
-                if name not in table:
-                    from zoo.errors import suggest
-
-                    raise RecipeError(
-                        f"{which} has no layer {name!r}.{suggest(name, table)}",
-                        modifier=self.type_name,
-                        field="layers",
-                    )
+        self._check_names(state.model, list(self.layers), "student")
+        self._check_names(state.teacher, list(self.layers.values()), "teacher")
 
     def initialize(self, state: ModifierState) -> None:
         from zoo.errors import RecipeError

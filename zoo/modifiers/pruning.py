@@ -33,6 +33,7 @@ from zoo.modifiers.pruning_calibrated import run_sequential, sparsegpt_prune, wa
 from zoo.modifiers.pruning_masks import (
     MaskSet,
     MaskStructure,
+    block_shape,
     global_masks,
     interpolate,
     make_mask,
@@ -42,6 +43,8 @@ from zoo.modifiers.pruning_masks import (
 from zoo.modifiers.selection import ALL_PRUNABLE, owning_module, select_params
 
 _LOGGING_FIELDS = frozenset({"log_types", "constant_logging"})
+#: llm-compressor's spellings of the common fields (its start / end are epochs too)
+_LLMC_ALIASES = {"targets": "params", "start": "start_epoch", "end": "end_epoch"}
 
 
 def _check_sparsity(mod: Modifier, name: str, value: float) -> None:
@@ -100,7 +103,8 @@ class GMPruningModifier(_PruningBase):
 
     oneshot_capable: ClassVar[bool] = True
     field_aliases: ClassVar[dict[str, str]] = {"mask_structure": "mask_type"}
-    ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS | {"phased", "score_type"}
+    ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS
+    default_only_fields: ClassVar[dict[str, object]] = {"phased": False, "score_type": "magnitude"}
 
     params: ParamSelector | None = ALL_PRUNABLE
     init_sparsity: float = 0.05
@@ -150,6 +154,9 @@ class GMPruningModifier(_PruningBase):
             return parse_structure(self.mask_type)
         except RecipeError as exc:
             raise exc.with_context(modifier=self.type_name) from None
+
+    def check_model(self, model: nn.Module) -> None:
+        check_block_tiling(self, self.structure(), model)
 
     def _resolve(self, state: ModifierState) -> dict[str, nn.Parameter]:
         chosen: dict[str, nn.Parameter] = {}
@@ -246,6 +253,7 @@ class ConstantPruningModifier(_ActsAtStart):
     conflict_group: ClassVar[str | None] = None  # it keeps masks others made; never fights
     oneshot_capable: ClassVar[bool] = True
     ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS
+    field_aliases: ClassVar[dict[str, str]] = _LLMC_ALIASES
 
     params: ParamSelector | None = ALL_PRUNABLE
 
@@ -290,6 +298,9 @@ class OneShotMagnitudePruningModifier(_ActsAtStart):
                 "sparsity", f"{self.mask_type} allows at most {structure.max_sparsity:g} sparsity"
             )
 
+    def check_model(self, model: nn.Module) -> None:
+        check_block_tiling(self, _structure(self, self.mask_type, "mask_type"), model)
+
     def _act(self, state: ModifierState) -> None:
         params = self._resolve(state)
         scores = {n: p.detach().abs() for n, p in params.items()}
@@ -307,6 +318,18 @@ class OneShotMagnitudePruningModifier(_ActsAtStart):
         self._release(state)
 
 
+def check_block_tiling(mod: Modifier, structure: MaskStructure, model: nn.Module) -> None:
+    """Every weight `mod` targets tiles into `structure`'s blocks (validation with a model)."""
+    if structure.kind != "block":
+        return
+    for name in mod.targets(model):
+        try:
+            block_shape(structure, tuple(model.get_parameter(name).shape))
+        except RecipeError as exc:
+            exc.message = f"{name}: {exc.message}"
+            raise exc.with_context(modifier=mod.type_name) from None
+
+
 def _structure(mod: Modifier, value: str | list[int], name: str) -> MaskStructure:
     try:
         return parse_structure(value)
@@ -319,15 +342,20 @@ class _CalibratedPruning(_PruningBase):
     """Shared fields of Wanda and SparseGPT (llm-compressor's spellings accepted)."""
 
     oneshot_capable: ClassVar[bool] = True
-    field_aliases: ClassVar[dict[str, str]] = {
-        "targets": "params",
-        "mask_type": "mask_structure",
+    field_aliases: ClassVar[dict[str, str]] = {**_LLMC_ALIASES, "mask_type": "mask_structure"}
+    unsupported_fields: ClassVar[dict[str, str]] = {
+        "preserve_sparsity_mask": "pruning on top of an existing sparsity mask "
+        "(llm-compressor) is not implemented here; prune from the dense model"
     }
     ignored_fields: ClassVar[frozenset[str]] = _LOGGING_FIELDS | {
         "sequential_targets",
-        "quantize",
-        "owl_m",
-        "owl_lmbda",
+        "target_ids",  # SparseML OBCQ: forward kwargs for its layer runner; ours runs the model
+    }
+    # OWL's non-uniform layer sparsity and SparseML's quantize-while-pruning change results
+    default_only_fields: ClassVar[dict[str, object]] = {
+        "quantize": False,
+        "owl_m": None,
+        "owl_lmbda": None,
     }
 
     params: ParamSelector | None = ALL_PRUNABLE

@@ -9,7 +9,10 @@ Mask structures (the ``mask_type`` / ``mask_structure`` field):
   multiple of M end with a shorter group that keeps min(N, len) weights. A sparsity below
   (M-N)/M applies the N:M pattern to that fraction of groups (those that lose least), so a
   schedule can ramp up to the full pattern. ``"0:0"`` (llm-compressor) means unstructured.
-- ``[a, b]`` or ``block`` (= [1, 4]): a x b blocks of the [out, -1] view, scored by mean.
+- ``[a, b]`` or ``block`` (= [1, 4]): blocks of a output x b input channels (-1: the whole
+  dimension), scored by mean magnitude, as SparseML's BlockMaskCreator documents; a conv
+  weight is blocked at each kernel position separately (``[1, 4]`` groups 4 input channels
+  at one kernel position). Channel counts the block does not divide are an error.
 - ``filter`` / ``channel``: whole output rows / input channels (zeroed, not removed; see
   pruning_structured.py for physically smaller layers).
 
@@ -45,8 +48,12 @@ class MaskStructure:
 def parse_structure(value: str | list[int]) -> MaskStructure:
     """Parse a mask_type value; raises RecipeError(field="mask_type") if malformed."""
     if isinstance(value, list):
-        if len(value) != 2 or min(value) < 1:
-            raise RecipeError(f"a block mask is [rows, cols] >= 1, got {value}", field="mask_type")
+        if len(value) != 2 or any(v < 1 and v != -1 for v in value):
+            raise RecipeError(
+                f"a block mask is [out channels, in channels], each >= 1 or -1 (whole "
+                f"dimension), got {value}",
+                field="mask_type",
+            )
         return MaskStructure("block", block=(value[0], value[1]))
     text = value.strip().lower()
     if text in ("unstructured", "0:0"):
@@ -121,16 +128,33 @@ def make_mask(
         keep_in = _lowest(per_in, count_to_prune(sparsity, per_in.numel()))
         shape = [1, -1] + [1] * (score.dim() - 2)
         return keep_in.reshape(shape).expand_as(score).clone()
-    br, bc = structure.block
-    if view.shape[0] % br or view.shape[1] % bc:
-        raise RecipeError(
-            f"a tensor of shape {tuple(score.shape)} does not tile into {br}x{bc} blocks",
-            field="mask_type",
-        )
-    blocks = view.reshape(view.shape[0] // br, br, view.shape[1] // bc, bc).abs().mean((1, 3))
+    br, bc = block_shape(structure, score.shape)
+    per_position = score.abs().reshape(score.shape[0], score.shape[1], -1)  # [out, in, k]
+    out, inp, positions = per_position.shape
+    blocks = per_position.reshape(out // br, br, inp // bc, bc, positions).mean((1, 3))
     keep_blocks = _lowest(blocks.reshape(-1), count_to_prune(sparsity, blocks.numel()))
     keep = keep_blocks.reshape(blocks.shape).repeat_interleave(br, 0).repeat_interleave(bc, 1)
     return keep.reshape(score.shape)
+
+
+def block_shape(structure: MaskStructure, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(out, in) channels of one block of `structure` on a weight of `shape`; raises
+    RecipeError(field="mask_type") when the block does not tile the weight."""
+    br, bc = structure.block
+    if len(shape) < 2:
+        raise RecipeError(
+            f"a block mask needs a weight with out and in channels, got shape {tuple(shape)}",
+            field="mask_type",
+        )
+    br = shape[0] if br == -1 else br
+    bc = shape[1] if bc == -1 else bc
+    if shape[0] % br or shape[1] % bc:
+        raise RecipeError(
+            f"a weight of shape {tuple(shape)} ({shape[0]} out x {shape[1]} in channels) does "
+            f"not tile into blocks of {br} out x {bc} in channels",
+            field="mask_type",
+        )
+    return br, bc
 
 
 def global_masks(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
@@ -193,11 +217,12 @@ def interpolate(fraction: float, start: float, end: float, func: str) -> float:
     """Sparsity at `fraction` in [0, 1] of the way from `start` to `end`.
 
     cubic (Zhu & Gupta 2017): s = s_f + (s_i - s_f) * (1 - fraction)^3; fast early, slow late.
-    linear: s = s_i + (s_f - s_i) * fraction. inverse_cubic: s_i + (s_f - s_i) * fraction^3.
+    linear: s = s_i + (s_f - s_i) * fraction. inverse_cubic (SparseML's, slow early, fast
+    late): s = s_i + (s_f - s_i) * (1 - (1 - fraction)^(1/3)).
     """
     fraction = min(1.0, max(0.0, fraction))
     if func == "cubic":
         return end + (start - end) * (1.0 - fraction) ** 3
     if func == "inverse_cubic":
-        return start + (end - start) * fraction**3
+        return start + (end - start) * (1.0 - (1.0 - fraction) ** (1 / 3))
     return start + (end - start) * fraction

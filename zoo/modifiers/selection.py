@@ -1,4 +1,4 @@
-"""Which parameters a modifier acts on: names, `re:` patterns, `__ALL_PRUNABLE__`.
+r"""Which parameters a modifier acts on: names, `re:` patterns, `__ALL_PRUNABLE__`.
 
 A selector is one string or a list of them; each entry is one of
 
@@ -11,6 +11,9 @@ A selector is one string or a list of them; each entry is one of
   (``re:encoder.layer.0.attention.self.query``) selects their ``weight``.
 - an exact parameter name (``classifier.weight``), an exact module name (``classifier``,
   meaning its weight) or a module class name (``Linear``, llm-compressor's ``targets``).
+- a module without a weight of its own, by name or by a ``re:`` pattern that matches its
+  whole name (llm-compressor's ``re:model.layers.\d+$``, a transformer block): the weights
+  of the Linear and Conv layers inside it.
 
 An entry that selects nothing is an error naming the entry: a typo should not silently
 prune nothing.
@@ -44,6 +47,16 @@ def _entries(selector: str | list[str]) -> list[str]:
     return [selector] if isinstance(selector, str) else list(selector)
 
 
+def _module_weights(
+    modules: dict[str, nn.Module], name: str, params: dict[str, nn.Parameter]
+) -> list[str]:
+    """A module's own weight, or, for a block without one, its Linear and Conv weights."""
+    if _weight_name(name) in params:
+        return [_weight_name(name)]
+    inside = [f"{name}.{inner}" for inner, _ in prunable_modules(modules[name]) if inner]
+    return [_weight_name(n) for n in inside if _weight_name(n) in params]
+
+
 def _match_entry(model: nn.Module, entry: str, params: dict[str, nn.Parameter]) -> list[str]:
     modules = dict(model.named_modules())
     if entry == ALL_PRUNABLE:
@@ -53,16 +66,14 @@ def _match_entry(model: nn.Module, entry: str, params: dict[str, nn.Parameter]) 
     if entry.startswith("re:"):
         pattern = re.compile(entry[3:])
         names = [n for n in params if pattern.match(n)]
-        names += [
-            _weight_name(n)
-            for n in modules
-            if n and pattern.fullmatch(n) and _weight_name(n) in params
-        ]
+        for n in modules:
+            if n and pattern.fullmatch(n):
+                names += _module_weights(modules, n, params)
         return names
     if entry in params:
         return [entry]
-    if entry in modules and _weight_name(entry) in params:
-        return [_weight_name(entry)]
+    if entry in modules:
+        return _module_weights(modules, entry, params)
     return [
         _weight_name(n)
         for n, m in modules.items()

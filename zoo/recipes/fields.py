@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from zoo.errors import RecipeError, suggest
+from zoo.errors import RecipeError, raise_collected, suggest
+
+#: A plain decimal number in exponent form that YAML 1.1 leaves a string (``8e-5``, ``1E4``).
+_YAML11_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class _Mismatch(Exception):
@@ -59,6 +63,9 @@ def coerce(value: Any, tp: Any) -> Any:
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML11_NUMBER.fullmatch(value.strip()):
+            # YAML 1.1 reads 8e-5 (no dot) as a string; SparseML converts it, so do we.
+            return float(value)
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -101,21 +108,43 @@ def build_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
     types_ = field_types(cls)
     aliases: dict[str, str] = getattr(cls, "field_aliases", {})
     ignored: frozenset[str] = getattr(cls, "ignored_fields", frozenset())
+    unsupported: dict[str, str] = getattr(cls, "unsupported_fields", {})
+    default_only: dict[str, Any] = getattr(cls, "default_only_fields", {})
     kwargs: dict[str, Any] = {}
+    errors: list[RecipeError] = []
     for key, value in raw.items():
         name = aliases.get(key, key)
+        if key in default_only:
+            if value != default_only[key]:
+                errors.append(
+                    RecipeError(
+                        f"{key}: {value!r} is known, not supported here: only "
+                        f"{default_only[key]!r} (the default, which this zoo always does) is",
+                        field=key,
+                    )
+                )
+            continue
         if name in ignored or key in ignored:
+            continue
+        if key in unsupported:
+            errors.append(
+                RecipeError(f"{key!r} is known, not supported here: {unsupported[key]}.", field=key)
+            )
             continue
         if name not in types_:
             valid = sorted(types_)
-            raise RecipeError(
-                f"unknown field {key!r}.{suggest(key, valid)} Valid fields: {', '.join(valid)}.",
-                field=key,
+            errors.append(
+                RecipeError(
+                    f"unknown field {key!r}.{suggest(key, valid)} "
+                    f"Valid fields: {', '.join(valid)}.",
+                    field=key,
+                )
             )
+            continue
         try:
             kwargs[name] = coerce(value, types_[name])
         except _Mismatch as exc:
-            raise RecipeError(str(exc), field=key) from None
+            errors.append(RecipeError(str(exc), field=key))
     missing = [
         f.name
         for f in dataclasses.fields(cls)
@@ -123,7 +152,9 @@ def build_fields(cls: type, raw: dict[str, Any]) -> dict[str, Any]:
         and f.name not in kwargs
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
+        and not any(f.name == aliases.get(k, k) for k in raw)
     ]
-    if missing:
-        raise RecipeError(f"required field is missing (type {cls.__name__})", field=missing[0])
+    for name in missing:
+        errors.append(RecipeError(f"required field is missing (type {cls.__name__})", field=name))
+    raise_collected(errors)
     return kwargs

@@ -51,7 +51,7 @@ def _run_oneshot_stage(stage: Stage, state: ModifierState, source: str) -> None:
         try:
             mod.apply_oneshot(state)
         except RecipeError as exc:
-            raise exc.with_context(
+            raise mod.locate(exc).with_context(
                 file=source, stage=stage.name, index=index, modifier=mod.type_name
             ) from None
     for mod in stage.modifiers:
@@ -128,7 +128,7 @@ class RecipeManager:
             try:
                 mod.initialize(state)
             except RecipeError as exc:
-                raise exc.with_context(
+                raise mod.locate(exc).with_context(
                     file=self.recipe.source, stage=stage.name, index=index, modifier=mod.type_name
                 ) from None
         self._handles = [

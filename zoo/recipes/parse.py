@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from zoo.errors import RecipeError, suggest
+from zoo.errors import RecipeError, raise_collected, suggest
 from zoo.modifiers.base import Modifier
 from zoo.recipes.expressions import Variables
 from zoo.recipes.fields import build_fields
@@ -164,11 +164,13 @@ def _native(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Rec
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise RecipeError("stages must be a non-empty mapping of name: stage", field="stages")
     stages = []
+    errors: list[RecipeError] = []
     for name, body in stages_raw.items():
         try:
             stages.append(_native_stage(str(name), body, variables))
         except RecipeError as exc:
-            raise exc.with_context(stage=str(name)) from None
+            errors.append(exc.with_context(stage=str(name)))
+    raise_collected(errors)
     return Recipe(stages, variables.resolved(), version, source, legacy=False)
 
 
@@ -206,6 +208,7 @@ def _legacy(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Rec
     variables = Variables({**plain, **overrides})
     stages: list[Stage] = []
     flat: list[Modifier] = []
+    errors: list[RecipeError] = []
     for key, value in data.items():
         try:
             if _is_modifier_key(key):
@@ -214,7 +217,8 @@ def _legacy(data: dict[str, Any], source: str, overrides: dict[str, Any]) -> Rec
                 stages.append(_legacy_stage(key, value, variables))
         except RecipeError as exc:
             stage = key if key.endswith("_stage") else LEGACY_STAGE
-            raise exc.with_context(stage=stage) from None
+            errors.append(exc.with_context(stage=stage))
+    raise_collected(errors)
     if flat:
         stages.insert(0, Stage(LEGACY_STAGE, "train", flat))
     if not stages:
@@ -267,12 +271,14 @@ def _entries(value: Any) -> list[tuple[str, Any]]:
 
 def _modifier_list(value: Any, variables: Variables, start: int = 0) -> list[Modifier]:
     modifiers = []
+    errors: list[RecipeError] = []
     for offset, (name, fields) in enumerate(_entries(value)):
         index = start + offset
         try:
             modifiers.append(build_modifier(name, fields, variables))
         except RecipeError as exc:
-            raise exc.with_context(index=index, modifier=name) from None
+            errors.append(exc.with_context(index=index, modifier=name))
+    raise_collected(errors)
     return modifiers
 
 
@@ -286,11 +292,16 @@ def build_modifier(name: str, fields: Any, variables: Variables | None = None) -
     cls = resolve_modifier(name)
     variables = variables or Variables({})
     values = {}
+    errors: list[RecipeError] = []
     for key, raw in fields.items():
         try:
             values[str(key)] = variables.substitute(raw)
         except RecipeError as exc:
-            raise exc.with_context(field=str(key)) from None
+            errors.append(exc.with_context(field=str(key)))
+    raise_collected(errors)
     modifier = cls(**build_fields(cls, values))
+    aliases: dict[str, str] = cls.field_aliases
+    # Errors found later (on a model) name the field as the file does.
+    modifier._written_as = {aliases[k]: k for k in values if k in aliases}  # type: ignore[attr-defined]
     modifier.check()
     return modifier

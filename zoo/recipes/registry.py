@@ -54,6 +54,36 @@ MODIFIER_TABLE: dict[str, str] = {
 }
 
 
+#: Modifiers SparseML or llm-compressor has and this zoo does not: what to use instead.
+#: A recipe naming one is refused with this text, never "did you mean" a different technique.
+KNOWN_UNSUPPORTED: dict[str, str] = {
+    "GPTQModifier": "GPTQ weight quantization (llm-compressor) is not implemented here; "
+    "int8 weights: DynamicQuantizationModifier or PostTrainingQuantizationModifier",
+    "SmoothQuantModifier": "SmoothQuant activation smoothing (llm-compressor) is not "
+    "implemented here; static int8 without it: PostTrainingQuantizationModifier",
+    "AWQModifier": "AWQ (llm-compressor) is not implemented here; int8 weights: "
+    "DynamicQuantizationModifier",
+    "LogarithmicEqualizationModifier": "logarithmic activation equalization (llm-compressor) "
+    "is not implemented here",
+    "MovementPruningModifier": "movement pruning (SparseML) is not implemented here; "
+    "gradual magnitude pruning: GMPruningModifier",
+    "MFACPruningModifier": "M-FAC pruning (SparseML) is not implemented here; one-shot "
+    "second-order pruning: SparseGPTModifier",
+    "OBSPruningModifier": "oBERT / OBS pruning (SparseML) is not implemented here; one-shot "
+    "second-order pruning: SparseGPTModifier, gradual: GMPruningModifier",
+    "ACDCPruningModifier": "AC/DC pruning (SparseML) is not implemented here; GMPruningModifier",
+    "LayerPruningModifier": "removing whole layers (SparseML) is not implemented here",
+    "TrainableParamsModifier": "freezing parameters by recipe (SparseML) is not implemented "
+    "here; freeze them in your training code",
+    "SetParamModifier": "setting parameter values by recipe (SparseML) is not implemented here",
+    "LayerThinningModifier": "thinning by recipe (SparseML) is not implemented here; "
+    "physically smaller layers: StructuredPruningModifier",
+    "PerLayerDistillationModifier": "SparseML's per-layer distillation (its projection and "
+    "normalisation choices) is not implemented here; feature distillation with learned "
+    "projections: LayerDistillationModifier",
+}
+
+
 def modifier_names() -> list[str]:
     return sorted(MODIFIER_TABLE)
 
@@ -61,6 +91,12 @@ def modifier_names() -> list[str]:
 def resolve_modifier(name: str) -> type[Modifier]:
     """The class registered as `name`; raises RecipeError with the nearest valid names."""
     target = MODIFIER_TABLE.get(name)
+    if target is None and name in KNOWN_UNSUPPORTED:
+        raise RecipeError(
+            f"{name} is known, not supported here: {KNOWN_UNSUPPORTED[name]}.",
+            modifier=name,
+            field="type",
+        )
     if target is None:
         raise RecipeError(
             f"unknown modifier {name!r}.{suggest(name, MODIFIER_TABLE)} "

@@ -70,7 +70,11 @@ class Recipe:
                 elif end == math.inf and not last:
                     # "never ends" means "until this stage ends" when another follows
                     changes["end_epoch"] = max(length, start) + offset
-                placed.append((stage, i, dataclasses.replace(mod, **changes) if changes else mod))
+                if changes:
+                    copy = dataclasses.replace(mod, **changes)
+                    copy.__dict__.setdefault("_written_as", getattr(mod, "_written_as", {}))
+                    mod = copy
+                placed.append((stage, i, mod))
             offset += length
         return placed
 

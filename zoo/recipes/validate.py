@@ -14,7 +14,7 @@ from itertools import combinations
 
 from torch import nn
 
-from zoo.errors import RecipeError
+from zoo.errors import RecipeError, raise_collected
 from zoo.modifiers.base import Modifier
 from zoo.recipes.schema import Recipe, Stage
 
@@ -60,7 +60,7 @@ def _check_conflicts(
                     stage=sb.name,
                     index=ib,
                     modifier=b.type_name,
-                    field="params",
+                    field=b.written_name("params"),
                 )
 
 
@@ -72,13 +72,18 @@ def check_static(recipe: Recipe) -> None:
 def check_model(recipe: Recipe, model: nn.Module) -> dict[tuple[str, int], list[str]]:
     """Resolve every selector on `model` and check conflicts; returns targets per modifier."""
     by_position: dict[tuple[str, int], list[str]] = {}
+    errors: list[RecipeError] = []
     for stage, index, mod in recipe.modifiers():
         try:
             by_position[(stage.name, index)] = mod.targets(model)
+            mod.check_model(model)
         except RecipeError as exc:
-            raise exc.with_context(
-                file=recipe.source, stage=stage.name, index=index, modifier=mod.type_name
-            ) from None
+            errors.append(
+                mod.locate(exc).with_context(
+                    file=recipe.source, stage=stage.name, index=index, modifier=mod.type_name
+                )
+            )
+    raise_collected(errors)
 
     def targets(stage: Stage, index: int, _mod: Modifier) -> set[str]:
         return set(by_position[(stage.name, index)])

@@ -30,13 +30,27 @@ def _module_targets(
 
         return [n.rpartition(".")[0] for n in select_params(model, params, owner=owner)]
     if submodules:
-        roots = tuple(submodules)
-        return [
-            n
-            for n, m in model.named_modules()
-            if isinstance(m, COMPUTE_TYPES) and any(n == r or n.startswith(f"{r}.") for r in roots)
-        ]
+        modules = [n for n, m in model.named_modules() if isinstance(m, COMPUTE_TYPES)]
+        inside = {r: [n for n in modules if n == r or n.startswith(f"{r}.")] for r in submodules}
+        empty = [r for r, names in inside.items() if not names]
+        if empty:
+            # SparseML would quantize nothing there and end with a float model: refuse.
+            from zoo.errors import RecipeError
+
+            known = sorted({n.split(".")[0] for n in modules if n})
+            raise RecipeError(
+                f"submodules {empty} hold no Conv or Linear layer of this model, so nothing "
+                f"there would be quantized. Top-level modules with such layers: {known}.",
+                modifier=owner,
+                field="submodules",
+            )
+        return sorted({n for names in inside.values() for n in names})
     return None
+
+
+#: SparseML's per-layer-type activation switches; this zoo quantizes the activations of
+#: every layer it quantizes, so only their default (true) keeps the recipe's meaning.
+_ACTIVATION_SWITCHES = ("quantize_linear_activations", "quantize_conv_activations")
 
 
 @dataclass(kw_only=True)
@@ -48,13 +62,21 @@ class _QuantModifierBase(Modifier):
             "model_fuse_fn_kwargs",
             "quantize_embeddings",
             "quantize_embedding_activations",
-            "quantize_linear_activations",
-            "quantize_conv_activations",
             "exclude_batchnorm",
-            "tensorrt",
             "log_types",
         }
     )
+
+    unsupported_fields: ClassVar[dict[str, str]] = {
+        key: "llm-compressor's compressed-tensors schemes (W8A8, W4A16, FP8, NVFP4 presets "
+        "and config_groups) are not implemented here; int8 here is torch's eager int8 "
+        "(QuantizationModifier for QAT, PostTrainingQuantizationModifier for static, "
+        "DynamicQuantizationModifier for dynamic)"
+        for key in ("scheme", "config_groups", "kv_cache_scheme", "scheme_overrides")
+    }
+
+    #: TensorRT's symmetric int8 activations are not what fbgemm runs
+    default_only_fields: ClassVar[dict[str, object]] = {"tensorrt": False}
 
     submodules: list[str] | None = None  # SparseML: quantize only inside these modules
     ignore: list[str] = field(default_factory=list)  # module names or re: patterns
@@ -64,9 +86,20 @@ class _QuantModifierBase(Modifier):
     reduce_range: bool | None = None
     weight_bits: int = 8
     activation_bits: int = 8
+    quantize_linear_activations: bool | int = True
+    quantize_conv_activations: bool | int = True
 
     def check(self) -> None:
         super().check()
+        for name in _ACTIVATION_SWITCHES:
+            if not getattr(self, name):
+                raise self.field_error(
+                    name,
+                    f"{name}: {getattr(self, name)!r} (weight-only quantization of these "
+                    "layers) is known, not supported here: every quantized layer gets int8 "
+                    "activations. Keep such layers in float with `ignore` or "
+                    "`exclude_module_types` instead.",
+                )
         for name in ("weight_bits", "activation_bits"):
             if getattr(self, name) != 8:
                 raise self.field_error(name, f"only 8 bits is supported, got {getattr(self, name)}")
@@ -82,6 +115,15 @@ class _QuantModifierBase(Modifier):
 
     def targets(self, model: nn.Module) -> list[str]:
         names = compute_modules(model, self.module_targets(model), self.ignore)
+        if not names:
+            from zoo.errors import RecipeError
+
+            raise RecipeError(
+                "selects no Conv or Linear layer of this model (after ignore / "
+                "exclude_module_types), so nothing would be quantized",
+                modifier=self.type_name,
+                field="params" if self.params is not None else "submodules",
+            )
         return [f"{n}.weight" for n in names]
 
 
@@ -117,6 +159,14 @@ class QuantizationModifier(_QuantModifierBase):
             value = getattr(self, name)
             if value != -1 and value < max(self.start_epoch, 0):
                 raise self.field_error(name, f"{value} is before start_epoch {self.start_epoch}")
+        observers_off = self.disable_quantization_observer_epoch
+        if observers_off != -1 and observers_off <= max(self.start_epoch, 0):
+            raise self.field_error(
+                "disable_quantization_observer_epoch",
+                f"{observers_off} is not after start_epoch {max(self.start_epoch, 0):g}: the "
+                "observers would be switched off before they saw any data, leaving no "
+                "quantization ranges. Disable them at least one epoch after start_epoch.",
+            )
 
     def _at(self, state: ModifierState, epoch: float) -> bool:
         return epoch >= 0 and state.step >= state.epoch_to_step(epoch)
