@@ -130,7 +130,7 @@ def test_upcycling_trains_under_a_train_stage_with_the_balance_loss() -> None:
         out = model(x[i * 16 : i * 16 + 16])
         loss = F.cross_entropy(out, y[i * 16 : i * 16 + 16])
         total = manager.loss_update(loss, inputs=x, outputs=out)
-        assert float(total) > float(loss)  # the Switch term (>= 0.1 x 1 at balance) joined
+        assert float(total.detach()) > float(loss.detach())  # the Switch term (>= 0.1 x 1 at balance) joined
         total.backward()
         optimizer.step()
     manager.finalize(model)
