@@ -130,7 +130,9 @@ def test_upcycling_trains_under_a_train_stage_with_the_balance_loss() -> None:
         out = model(x[i * 16 : i * 16 + 16])
         loss = F.cross_entropy(out, y[i * 16 : i * 16 + 16])
         total = manager.loss_update(loss, inputs=x, outputs=out)
-        assert float(total.detach()) > float(loss.detach())  # the Switch term (>= 0.1 x 1 at balance) joined
+        assert float(total.detach()) > float(
+            loss.detach()
+        )  # the Switch term (>= 0.1 x 1 at balance) joined
         total.backward()
         optimizer.step()
     manager.finalize(model)
@@ -192,7 +194,9 @@ def test_reap_prunes_half_of_a_tiny_mixtral_and_it_round_trips(
     model = get_model("hf", path=str(mixtral))
     blocks = [m for n, m in model.named_modules() if n.endswith("mlp") and hasattr(m, "experts")]
     assert blocks and blocks[0].experts.gate_up_proj.dim() == 3
-    expert_params = sum(b.experts.gate_up_proj.numel() + b.experts.down_proj.numel() for b in blocks)
+    expert_params = sum(
+        b.experts.gate_up_proj.numel() + b.experts.down_proj.numel() for b in blocks
+    )
     router_params = sum(b.gate.weight.numel() for b in blocks)
     before = total_parameters(model)
     batches = _token_batches()
@@ -229,11 +233,13 @@ def test_an_upcycling_target_that_is_not_a_feed_forward_block_is_refused() -> No
     with pytest.raises(RecipeError, match=r"field 'blocks'.*'features.0' is a Sequential"):
         oneshot(model, recipe(mod))
     assert set(model.state_dict()) == keys  # hidden.0, listed first, was left alone
-    with pytest.raises(RecipeError, match="blocks.*no module 'hidden.7'"):
+    with pytest.raises(RecipeError, match=r"blocks.*no module 'hidden\.7'"):
         oneshot(model, recipe(mod.replace("features.0", "hidden.7")))
 
 
 def test_top_k_above_the_number_of_experts_is_refused_at_parse() -> None:
     with pytest.raises(RecipeError, match=r"field 'top_k'.*1..num_experts \(2\), got 3"):
-        oneshot(_cnn(), recipe("{type: MoEUpcyclingModifier, blocks: [hidden.0], "
-                                "num_experts: 2, top_k: 3}"))
+        oneshot(
+            _cnn(),
+            recipe("{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 2, top_k: 3}"),
+        )

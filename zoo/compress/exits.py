@@ -35,4 +35,6 @@ def replay(model: nn.Module, transform: dict[str, Any]) -> None:
     try:
         early_exit.attach(model, exits, criterion, float(threshold))
     except (IndexError, TypeError) as exc:
-        raise CompressedFormatError(f"cannot replay early_exit on this architecture: {exc}") from None
+        raise CompressedFormatError(
+            f"cannot replay early_exit on this architecture: {exc}"
+        ) from None

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.compress import experts, exits, int8, lowrank, sharing, structure
+from zoo.compress import exits, experts, int8, lowrank, sharing, structure
 from zoo.compress.sparse import pack_state, unpack_state
 from zoo.compress.transform import Recording, Transform, Weights, load_state
 from zoo.errors import CompressedFormatError

@@ -66,7 +66,7 @@ def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Te
 
 
 def early_exit_forward(
-    self: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    self: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     spec = getattr(self, SPEC_ATTR)
     heads: nn.ModuleDict = getattr(self, HEADS)
@@ -79,7 +79,7 @@ def early_exit_forward(
             hidden = layer(hidden, _additive_mask(mask, hidden.dtype))
             if str(i) in heads:
                 exit_logits.append(heads[str(i)](self.dropout(_pool(hidden, mask))))
-        self._exit_logits = exit_logits
+        spec["exit_logits"] = exit_logits  # for the loss hook, taken by it
         return self.classifier(self.dropout(_pool(hidden, mask)))
     out = hidden.new_empty(input_ids.shape[0], self.classifier.out_features)
     active = torch.arange(input_ids.shape[0], device=input_ids.device)
@@ -113,15 +113,18 @@ def attach(model: nn.Module, exits: list[int], criterion: str, threshold: float)
     bad = [i for i in exits if not 0 <= i < len(layers) - 1]
     if bad:
         raise IndexError(f"exits {bad} are outside 0..{len(layers) - 2}")
-    final: nn.Linear = model.classifier
+    final: Any = model.classifier
     heads = nn.ModuleDict()
     for i in sorted(exits):
         head = nn.Linear(final.in_features, final.out_features).to(final.weight.device)
         head.load_state_dict(final.state_dict())
         heads[str(i)] = head
     setattr(model, HEADS, heads)
-    setattr(model, SPEC_ATTR, {"exits": sorted(exits), "criterion": criterion, "threshold": threshold})
-    model.forward = types.MethodType(early_exit_forward, model)  # type: ignore[method-assign]
+    setattr(
+        model, SPEC_ATTR, {"exits": sorted(exits), "criterion": criterion, "threshold": threshold}
+    )
+    # The forward is the model's own attribute: the class stays the architecture's.
+    model.forward = types.MethodType(early_exit_forward, model)
     return heads
 
 
@@ -153,7 +156,9 @@ def layer_usage(model: nn.Module) -> tuple[float, list[int], int] | None:
 
 @torch.no_grad()
 def sweep(
-    model: nn.Module, batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]], thresholds: list[float]
+    model: nn.Module,
+    batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
+    thresholds: list[float],
 ) -> list[dict[str, float]]:
     """Accuracy and mean layers executed at each threshold, on labelled batches."""
     was = model.training
@@ -245,7 +250,7 @@ class EarlyExitModifier(TransformOnceModifier):
     def loss_update(
         self, loss: torch.Tensor, state: ModifierState, *, inputs: Any = None, outputs: Any = None
     ) -> torch.Tensor:
-        exit_logits = getattr(state.model, "_exit_logits", None)
+        exit_logits = (getattr(state.model, SPEC_ATTR, None) or {}).pop("exit_logits", None)
         if not self._done or not self.active(state) or not exit_logits or outputs is None:
             return loss
         t = self.temperature
@@ -254,7 +259,6 @@ class EarlyExitModifier(TransformOnceModifier):
             F.kl_div(F.log_softmax(logits.float() / t, dim=-1), target, reduction="batchmean")
             for logits in exit_logits
         ]
-        state.model._exit_logits = []
         # With a frozen backbone the task loss carries no gradient; only the exits learn.
         base = loss if loss.requires_grad else loss.detach()
         return base + self.exit_loss * (t * t) * torch.stack(terms).sum()

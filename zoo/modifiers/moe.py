@@ -104,11 +104,13 @@ class MoELayer(nn.Module):
         self.routed = torch.zeros(len(keep), dtype=torch.long)
 
 
-def bert_expert(layer: nn.Module) -> nn.Sequential:
+def bert_expert(layer: Any) -> nn.Sequential:
     """A BERT layer's feed-forward block, dense -> act -> dense, as one module (a copy)."""
     inter, out = layer.intermediate, layer.output
     return nn.Sequential(
-        copy.deepcopy(inter.dense), copy.deepcopy(inter.intermediate_act_fn), copy.deepcopy(out.dense)
+        copy.deepcopy(inter.dense),
+        copy.deepcopy(inter.intermediate_act_fn),
+        copy.deepcopy(out.dense),
     )
 
 
@@ -137,7 +139,7 @@ def upcycle(model: nn.Module, name: str, num_experts: int, top_k: int) -> MoELay
     (computing the whole block) and its output.dense an Identity, so the residual and
     LayerNorm of BertOutput still apply once.
     """
-    block = model.get_submodule(name)
+    block: Any = model.get_submodule(name)
     kind = block_kind(block)
     if kind == LINEAR:
         assert isinstance(block, nn.Linear)
@@ -161,7 +163,7 @@ def moe_layers(model: nn.Module) -> Iterator[tuple[str, MoELayer]]:
             yield name, module
 
 
-def fused_moe_blocks(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+def fused_moe_blocks(model: nn.Module) -> Iterator[tuple[str, Any]]:
     """transformers' MoE blocks with fused 3-D expert weights (Mixtral, Qwen-MoE)."""
     for name, module in model.named_modules():
         experts, gate = getattr(module, "experts", None), getattr(module, "gate", None)
@@ -173,11 +175,11 @@ def fused_moe_blocks(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
-def fused_top_k(block: nn.Module) -> int:
+def fused_top_k(block: Any) -> int:
     return int(getattr(block, "top_k", None) or block.gate.top_k)
 
 
-def keep_fused_experts(block: nn.Module, keep: list[int]) -> None:
+def keep_fused_experts(block: Any, keep: list[int]) -> None:
     """Keep only the experts in `keep` of a fused transformers MoE block, in place."""
     experts, gate = block.experts, block.gate
     with torch.no_grad():
@@ -194,15 +196,15 @@ def moe_structure(model: nn.Module) -> dict[str, dict[str, Any]]:
     the saved-model format records to rebuild it (`restructure`)."""
     found: dict[str, dict[str, Any]] = {}
     for name, moe in moe_layers(model):
-        kind, block = LINEAR, name
+        kind, block_name = LINEAR, name
         if name.endswith(".intermediate"):
-            kind, block = BERT_FFN, name.removesuffix(".intermediate")
-        found[block] = {"kind": kind, "num_experts": moe.num_experts, "top_k": moe.top_k}
-    for name, block in fused_moe_blocks(model):
+            kind, block_name = BERT_FFN, name.removesuffix(".intermediate")
+        found[block_name] = {"kind": kind, "num_experts": moe.num_experts, "top_k": moe.top_k}
+    for name, fused in fused_moe_blocks(model):
         found[name] = {
             "kind": "fused",
-            "num_experts": int(block.experts.gate_up_proj.shape[0]),
-            "top_k": fused_top_k(block),
+            "num_experts": int(fused.experts.gate_up_proj.shape[0]),
+            "top_k": fused_top_k(fused),
         }
     return found
 
@@ -325,7 +327,8 @@ class ExpertPruningModifier(TransformOnceModifier):
             plan[name] = (int(block.experts.gate_up_proj.shape[0]), fused_top_k(block))
         if not plan:
             raise self.field_error(
-                "type", "the model has no MoE layer to prune; upcycle it first (MoEUpcyclingModifier)"
+                "type",
+                "the model has no MoE layer to prune; upcycle it first (MoEUpcyclingModifier)",
             )
         for name, (experts, top_k) in plan.items():
             if self.kept_count(experts) < top_k:
@@ -388,7 +391,9 @@ def reap_scores(model: nn.Module, calibration: Any) -> dict[str, torch.Tensor]:
     sums: dict[str, list[torch.Tensor]] = {}
     handles = []
     for name, moe in moe_layers(model):
-        moe._reap = sums.setdefault(name, [torch.zeros(moe.num_experts), torch.zeros(moe.num_experts)])
+        moe._reap = sums.setdefault(
+            name, [torch.zeros(moe.num_experts), torch.zeros(moe.num_experts)]
+        )
     for name, block in fused_moe_blocks(model):
         n = int(block.experts.gate_up_proj.shape[0])
         acc = sums.setdefault(name, [torch.zeros(n), torch.zeros(n)])
@@ -410,7 +415,7 @@ def reap_scores(model: nn.Module, calibration: Any) -> dict[str, torch.Tensor]:
 def _fused_reap_hook(acc: list[torch.Tensor]) -> Any:
     """A pre-hook on fused experts(hidden, top_k_index, top_k_weights) adding REAP sums."""
 
-    def hook(experts: nn.Module, args: tuple[Any, ...]) -> None:
+    def hook(experts: Any, args: tuple[Any, ...]) -> None:
         hidden, index, weights = args[:3]
         for e in range(int(experts.gate_up_proj.shape[0])):
             rows, slot = torch.where(index == e)
@@ -436,7 +441,9 @@ def active_share(model: nn.Module) -> tuple[float, dict[str, list[float]]]:
         if moe.tokens == 0:
             continue
         sizes = expert_parameters(moe)
-        used_per_token = sum(s * int(c) for s, c in zip(sizes, moe.routed, strict=True)) / moe.tokens
+        used_per_token = (
+            sum(s * int(c) for s, c in zip(sizes, moe.routed, strict=True)) / moe.tokens
+        )
         unused += sum(sizes) - used_per_token
         total = max(1, int(moe.routed.sum()))
         load[name] = [round(int(c) / total, 4) for c in moe.routed]
@@ -448,4 +455,3 @@ def set_tracking(model: nn.Module, on: bool) -> None:
         moe.tracking = on
         moe.routed = torch.zeros(moe.num_experts, dtype=torch.long)
         moe.tokens = 0
-
