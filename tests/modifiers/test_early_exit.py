@@ -13,36 +13,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from tests.compress.export_identity import text_inputs
-from tests.compress.recipes import recipe
+from tests.modifiers.conditional_models import bert, with_exits
 from zoo.client.validate import validate_model
 from zoo.compress.export import export_model
 from zoo.compress.load import load_exported
 from zoo.errors import RecipeError
 from zoo.models import get_model
 from zoo.modifiers import early_exit
-from zoo.recipes import RecipeManager, oneshot
-
-
-def _bert(layers: int = 4, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    config = {
-        "hidden_size": 32,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "intermediate_size": 64,
-        "vocab_size": 500,
-        "max_position_embeddings": 64,
-        "hidden_dropout_prob": 0.0,  # train-mode steps comparable: no dropout noise
-        "attention_probs_dropout_prob": 0.0,
-    }
-    model = get_model("minilm_classifier", pretrained=False, encoder_config=config, dropout=0.0)
-    return model.eval()
-
-
-def _exits(model: nn.Module, exits: str, criterion: str, threshold: float) -> nn.Module:
-    fields = f"exits: {exits}, criterion: {criterion}, threshold: {threshold}"
-    mod = f"{{type: EarlyExitModifier, {fields}}}"
-    return oneshot(model, recipe(mod))
+from zoo.recipes import RecipeManager
 
 
 def _count_layer_calls(model: nn.Module) -> list[int]:
@@ -60,8 +38,8 @@ def _count_layer_calls(model: nn.Module) -> list[int]:
 
 
 def test_an_exit_that_never_fires_equals_the_full_model() -> None:
-    dense, inputs = _bert(), text_inputs()
-    model = _exits(copy.deepcopy(dense), "[0, 2]", "entropy", 0.0)  # entropy is never < 0
+    dense, inputs = bert(), text_inputs()
+    model = with_exits(copy.deepcopy(dense), "[0, 2]", "entropy", 0.0)  # entropy is never < 0
     calls = _count_layer_calls(model)
     with torch.no_grad():
         assert (model(**inputs) - dense(**inputs)).abs().max() <= 1e-5
@@ -69,16 +47,16 @@ def test_an_exit_that_never_fires_equals_the_full_model() -> None:
 
 
 def test_an_exit_that_always_fires_runs_only_the_first_exits_layers() -> None:
-    model = _exits(_bert(), "[1, 2]", "max_prob", 0.0)  # every top probability is >= 0
+    model = with_exits(bert(), "[1, 2]", "max_prob", 0.0)  # every top probability is >= 0
     calls = _count_layer_calls(model)
     inputs = text_inputs()
     with torch.no_grad():
         out = model(**inputs)
         executed = list(calls)
         # The answer is exit 1's head on layer 1's pooled states.
-        bert = model.encoder
+        encoder = model.encoder
         mask = inputs["attention_mask"]
-        states = bert(**inputs, output_hidden_states=True).hidden_states[2]
+        states = encoder(**inputs, output_hidden_states=True).hidden_states[2]
         pooled = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
         expected = model.exit_heads["1"](pooled)
     assert executed == [1, 1, 0, 0]
@@ -86,7 +64,7 @@ def test_an_exit_that_always_fires_runs_only_the_first_exits_layers() -> None:
 
 
 def test_exit_decisions_are_per_example_in_a_batch() -> None:
-    model = _exits(_bert(seed=1), "[0, 1, 2]", "entropy", 0.0)
+    model = with_exits(bert(seed=1), "[0, 1, 2]", "entropy", 0.0)
     inputs = text_inputs()
     with torch.no_grad():
         for head in model.exit_heads.values():  # make the exits' confidence vary by example
@@ -109,7 +87,7 @@ def test_exit_decisions_are_per_example_in_a_batch() -> None:
 
 
 def test_exits_train_by_self_distillation_with_the_backbone_frozen() -> None:
-    model = _bert().train()
+    model = bert().train()
     backbone = {k: v.clone() for k, v in model.state_dict().items()}
     text = (
         "stages:\n  t:\n    run_type: train\n    modifiers:\n"
@@ -138,7 +116,7 @@ def test_exits_train_by_self_distillation_with_the_backbone_frozen() -> None:
 
 
 def test_an_early_exit_model_round_trips_with_its_operating_point(tmp_path: Path) -> None:
-    model = _exits(_bert(), "[0, 1]", "max_prob", 0.6)
+    model = with_exits(bert(), "[0, 1]", "max_prob", 0.6)
     inputs = text_inputs()
     with torch.no_grad():
         for head in model.exit_heads.values():
@@ -157,7 +135,7 @@ def test_an_early_exit_model_round_trips_with_its_operating_point(tmp_path: Path
 
 
 def test_the_threshold_sweep_picks_the_cheapest_point_within_the_accuracy_budget() -> None:
-    model = _exits(_bert(), "[0, 1]", "entropy", 0.3)
+    model = with_exits(bert(), "[0, 1]", "entropy", 0.3)
     inputs = text_inputs()
     labels = torch.tensor([0, 1, 1])
     points = early_exit.sweep(model, [(inputs, labels)], [0.0, 0.3, 10.0])
@@ -170,11 +148,11 @@ def test_the_threshold_sweep_picks_the_cheapest_point_within_the_accuracy_budget
 
 
 def test_an_exit_on_a_layer_that_does_not_exist_is_refused() -> None:
-    model = _bert(layers=4)
+    model = bert(layers=4)
     with pytest.raises(RecipeError, match=r"field 'exits'.*\[3, 7\] do not exist.*0..2"):
-        _exits(model, "[1, 3, 7]", "entropy", 0.3)
+        with_exits(model, "[1, 3, 7]", "entropy", 0.3)
     assert not hasattr(model, early_exit.HEADS)  # nothing attached
     with pytest.raises(RecipeError, match="field 'threshold'"):
-        _exits(model, "[1]", "max_prob", 1.5)
+        with_exits(model, "[1]", "max_prob", 1.5)
     with pytest.raises(RecipeError, match=r"field 'type'.*not a BERT-style text classifier"):
-        _exits(get_model("cnn_small"), "[0]", "entropy", 0.3)
+        with_exits(get_model("cnn_small"), "[0]", "entropy", 0.3)

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from tests.compress.export_identity import text_inputs, tiny_bert
 from tests.compress.recipes import recipe
+from tests.modifiers.conditional_models import UPCYCLE_CNN, cnn, images, scramble_routers
 from zoo.client.validate import validate_model
 from zoo.compress.export import export_model
 from zoo.compress.load import load_exported
@@ -21,32 +22,17 @@ from zoo.models import get_model
 from zoo.modifiers.moe import MoELayer, expert_parameters, moe_layers, total_parameters
 from zoo.recipes import RecipeManager, oneshot
 
-UPCYCLE_CNN = "{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 4, top_k: 2}"
 BERT_LAYERS = "[encoder.encoder.layer.0, encoder.encoder.layer.1]"
-
-
-def _cnn(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return get_model("cnn_small", channels=[8, 16], hidden=[32]).eval()
-
-
-def _images(n: int = 16) -> torch.Tensor:
-    return torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-
-
-def _scramble_routers(model: nn.Module) -> None:
-    for _, moe in moe_layers(model):
-        nn.init.normal_(moe.router.weight, std=3.0)
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
 def test_upcycled_cnn_before_training_gives_the_dense_outputs_whatever_the_router(
     top_k: int,
 ) -> None:
-    dense = _cnn()
-    x = _images()
+    dense = cnn()
+    x = images()
     moe = oneshot(copy.deepcopy(dense), recipe(UPCYCLE_CNN.replace("top_k: 2", f"top_k: {top_k}")))
-    _scramble_routers(moe)
+    scramble_routers(moe)
     layer = moe.get_submodule("hidden.0")
     assert isinstance(layer, MoELayer) and layer.num_experts == 4
     with torch.no_grad():
@@ -60,7 +46,7 @@ def test_upcycled_bert_ffn_before_training_gives_the_dense_outputs() -> None:
     dense, inputs = tiny_bert(0), text_inputs()
     mod = f"{{type: MoEUpcyclingModifier, blocks: {BERT_LAYERS}, num_experts: 4, top_k: 1}}"
     moe = oneshot(copy.deepcopy(dense), recipe(mod))
-    _scramble_routers(moe)
+    scramble_routers(moe)
     assert len(list(moe_layers(moe))) == 2
     with torch.no_grad():
         assert (moe(**inputs) - dense(**inputs)).abs().max() <= 1e-5
@@ -79,13 +65,13 @@ def _distinct_experts(model: nn.Module) -> None:
 
 
 def test_reap_removes_the_pruned_fraction_of_experts_and_keeps_gates_summing_to_one() -> None:
-    model = oneshot(_cnn(), recipe(UPCYCLE_CNN.replace("top_k: 2", "top_k: 1")))
+    model = oneshot(cnn(), recipe(UPCYCLE_CNN.replace("top_k: 2", "top_k: 1")))
     _distinct_experts(model)
     layer = model.get_submodule("hidden.0")
     per_expert = expert_parameters(layer)[0]
     router_row = layer.in_features
     before = total_parameters(model)
-    oneshot(model, recipe("{type: REAPPruningModifier, sparsity: 0.5}"), [_images(32)])
+    oneshot(model, recipe("{type: REAPPruningModifier, sparsity: 0.5}"), [images(32)])
     layer = model.get_submodule("hidden.0")
     assert layer.num_experts == 2 and layer.top_k <= layer.num_experts
     assert before - total_parameters(model) == 2 * (per_expert + router_row)
@@ -98,10 +84,10 @@ def test_reap_removes_the_pruned_fraction_of_experts_and_keeps_gates_summing_to_
 def test_reap_scores_follow_gate_times_output_norm() -> None:
     from zoo.modifiers.moe import reap_scores
 
-    model = oneshot(_cnn(), recipe(UPCYCLE_CNN))
+    model = oneshot(cnn(), recipe(UPCYCLE_CNN))
     _distinct_experts(model)
     layer = model.get_submodule("hidden.0")
-    x = _images(32)
+    x = images(32)
     scores = reap_scores(model, [x])["hidden.0"]
     with torch.no_grad():
         h = torch.flatten(model.pool(model.features(x)), 1)
@@ -114,7 +100,7 @@ def test_reap_scores_follow_gate_times_output_norm() -> None:
 
 
 def test_upcycling_trains_under_a_train_stage_with_the_balance_loss() -> None:
-    model = _cnn().train()
+    model = cnn().train()
     dense = copy.deepcopy(model).eval()
     text = (
         "stages:\n  t:\n    run_type: train\n    modifiers:\n"
@@ -124,7 +110,7 @@ def test_upcycling_trains_under_a_train_stage_with_the_balance_loss() -> None:
     manager = RecipeManager.from_yaml(text)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     manager.modify(model, optimizer, steps_per_epoch=4)
-    x, y = _images(64), torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(2))
+    x, y = images(64), torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(2))
     for i in range(4):
         optimizer.zero_grad()
         out = model(x[i * 16 : i * 16 + 16])
@@ -143,10 +129,10 @@ def test_upcycling_trains_under_a_train_stage_with_the_balance_loss() -> None:
 
 
 def test_upcycled_and_pruned_cnn_round_trips_through_the_format(tmp_path: Path) -> None:
-    model = oneshot(_cnn(), recipe(UPCYCLE_CNN))
+    model = oneshot(cnn(), recipe(UPCYCLE_CNN))
     _distinct_experts(model)
-    oneshot(model, recipe("{type: ExpertPruningModifier, sparsity: 0.5}"), [_images(32)])
-    x = _images(8)
+    oneshot(model, recipe("{type: ExpertPruningModifier, sparsity: 0.5}"), [images(32)])
+    x = images(8)
     with torch.no_grad():
         before = model(x)
     export_model(model, tmp_path / "moe", sample_inputs=x)
@@ -160,7 +146,7 @@ def test_upcycled_and_pruned_cnn_round_trips_through_the_format(tmp_path: Path) 
 def test_upcycled_bert_round_trips_through_the_format(tmp_path: Path) -> None:
     mod = f"{{type: MoEUpcyclingModifier, blocks: {BERT_LAYERS}, num_experts: 3, top_k: 2}}"
     model = oneshot(tiny_bert(0), recipe(mod))
-    _scramble_routers(model)
+    scramble_routers(model)
     _distinct_experts(model)
     inputs = text_inputs()
     with torch.no_grad():
@@ -227,7 +213,7 @@ def test_pruning_below_top_k_is_refused_before_anything_changes(mixtral: Path) -
 
 
 def test_an_upcycling_target_that_is_not_a_feed_forward_block_is_refused() -> None:
-    model = _cnn()
+    model = cnn()
     keys = set(model.state_dict())
     mod = "{type: MoEUpcyclingModifier, blocks: [hidden.0, features.0], num_experts: 4}"
     with pytest.raises(RecipeError, match=r"field 'blocks'.*'features.0' is a Sequential"):
@@ -240,6 +226,6 @@ def test_an_upcycling_target_that_is_not_a_feed_forward_block_is_refused() -> No
 def test_top_k_above_the_number_of_experts_is_refused_at_parse() -> None:
     with pytest.raises(RecipeError, match=r"field 'top_k'.*1..num_experts \(2\), got 3"):
         oneshot(
-            _cnn(),
+            cnn(),
             recipe("{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 2, top_k: 3}"),
         )

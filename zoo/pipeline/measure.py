@@ -14,6 +14,7 @@ from torch import nn
 from zoo.compress.format import CSR_MIN_SPARSITY  # a layer this sparse is also timed as CSR
 from zoo.data.loaders import SplitTensors, load_split
 from zoo.data.prepare import dataset_digest
+from zoo.evaluation.conditional import measure_conditional
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
 from zoo.evaluation.speed import measure_side_by_side, speed_table
 from zoo.fsutil import atomic_write_json, sha256_file
@@ -104,7 +105,7 @@ def run_evaluate(
         if is_causal_lm(model):
             metrics[split] = _perplexities(model, entry, data)
             continue
-        ours = evaluate(model, data)
+        ours, conditional = measure_conditional(model, lambda data=data: evaluate(model, data))
         cache_key = f"{data_key}:{split}:{settings.limit_eval}:{entry.max_length}"
         reference = (
             ours if model_dir == baseline_dir else evaluate_cached(baseline_dir, data, cache_key)
@@ -115,6 +116,7 @@ def run_evaluate(
             "agreement": agreement,
             "baseline_accuracy": reference.accuracy,
             "retained": ours.accuracy / reference.accuracy if reference.accuracy else 0.0,
+            **conditional,  # MoE / early exit: active parameters, layers run, expert load
         }
     return metrics
 
