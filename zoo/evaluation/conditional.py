@@ -55,7 +55,8 @@ def _unused_by_depth(model: nn.Module) -> tuple[float, float | None]:
     )
     heads: Any = getattr(model, early_exit.HEADS)
     unused += sum(_params(heads[str(i)]) * (1 - entered[i] / examples) for i in map(int, heads))
-    unused += _params(model.classifier) * (1 - entered[-1] / examples)
+    classifier: Any = model.classifier
+    unused += _params(classifier) * (1 - entered[-1] / examples)
     return unused, mean_layers
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def run_evaluate(
         if is_causal_lm(model):
             metrics[split] = _perplexities(model, entry, data)
             continue
-        ours, conditional = measure_conditional(model, lambda data=data: evaluate(model, data))
+        ours, conditional = measure_conditional(model, partial(evaluate, model, data))
         cache_key = f"{data_key}:{split}:{settings.limit_eval}:{entry.max_length}"
         reference = (
             ours if model_dir == baseline_dir else evaluate_cached(baseline_dir, data, cache_key)
