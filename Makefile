@@ -89,6 +89,10 @@ format: $(SETUP_STAMP) ## apply ruff's fixes and formatting
 bench: setup ## run the benchmarks; each prints ratios measured side by side in one run
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
+.PHONY: bench-conditional
+bench-conditional: setup ## MiniLM early exit / MoE upcycling / REAP against dense (~10 min)
+	$(PY) bench/conditional_minilm.py --out metrics/conditional_minilm.json
+
 .PHONY: s3-up
 s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in .s3/; then: source .s3/env)
 	$(PY) -m zoo.storage.seaweed up --dir .s3

@@ -229,3 +229,9 @@ def test_top_k_above_the_number_of_experts_is_refused_at_parse() -> None:
             cnn(),
             recipe("{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 2, top_k: 3}"),
         )
+
+
+def test_a_long_yaml_recipe_text_is_not_mistaken_for_a_path() -> None:
+    text = recipe("{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 4}")
+    text += "#" + "-" * 300 + "\n"  # longer than any file name may be
+    assert isinstance(oneshot(cnn(), text).get_submodule("hidden.0"), MoELayer)
