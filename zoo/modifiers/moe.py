@@ -126,12 +126,6 @@ def block_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def upcycle(model: nn.Module, name: str, num_experts: int, top_k: int) -> MoELayer:
     """Turn the feed-forward block `name` of `model` into an MoE layer, in place.
 
@@ -145,7 +139,7 @@ def upcycle(model: nn.Module, name: str, num_experts: int, top_k: int) -> MoELay
         assert isinstance(block, nn.Linear)
         experts: list[nn.Module] = [copy.deepcopy(block) for _ in range(num_experts)]
         moe = MoELayer(experts, block.in_features, block.out_features, top_k)
-        _set_submodule(model, name, moe.to(block.weight.device))
+        model.set_submodule(name, moe.to(block.weight.device))
     elif kind == BERT_FFN:
         dense = block.output.dense
         experts = [bert_expert(block) for _ in range(num_experts)]
