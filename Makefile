@@ -70,6 +70,12 @@ demo: data-packages $(SETUP_STAMP) ## set up what it needs, reproduce the whole 
 	$(PY) -m zoo.pipeline.summary && \
 	echo "make demo: pipeline finished in $$(( $$(date +%s) - started )) s"
 
+.PHONY: demo-conditional
+demo-conditional: data-packages $(SETUP_STAMP) ## the MiniLM MoE / REAP / early-exit zoo (conf/zoo/conditional.yaml)
+	$(PY) -m zoo.pipeline.compose experiment=conditional && \
+	$(BIN)/dvc repro && $(PY) -m zoo.pipeline.summary; status=$$?; \
+	$(PY) -m zoo.pipeline.compose; exit $$status
+
 .PHONY: test
 test: setup lint ## set up if needed, lint, type-check and run the tests
 	$(BIN)/pytest -q
