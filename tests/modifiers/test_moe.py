@@ -235,3 +235,10 @@ def test_a_long_yaml_recipe_text_is_not_mistaken_for_a_path() -> None:
     text = recipe("{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 4}")
     text += "#" + "-" * 300 + "\n"  # longer than any file name may be
     assert isinstance(oneshot(cnn(), text).get_submodule("hidden.0"), MoELayer)
+
+
+def test_overlapping_blocks_are_refused_at_parse() -> None:
+    layer = "encoder.encoder.layer.0"
+    mod = f"{{type: MoEUpcyclingModifier, blocks: [{layer}, {layer}.intermediate.dense]}}"
+    with pytest.raises(RecipeError, match=r"field 'blocks'.*overlap"):
+        oneshot(tiny_bert(0), recipe(mod))

@@ -240,6 +240,12 @@ class MoEUpcyclingModifier(TransformOnceModifier):
         super().check()
         if not self.blocks:
             raise self.field_error("blocks", "name at least one feed-forward block")
+        for a in self.blocks:
+            inside = [b for b in self.blocks if b == a or b.startswith(f"{a}.")]
+            if len(inside) > 1:
+                raise self.field_error(
+                    "blocks", f"{inside} overlap: list each feed-forward block once"
+                )
         if self.num_experts < 2:
             raise self.field_error("num_experts", f"must be >= 2, got {self.num_experts}")
         if not 1 <= self.top_k <= self.num_experts:
