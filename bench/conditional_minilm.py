@@ -134,7 +134,9 @@ def main() -> None:
     dense = get_model("minilm_classifier").eval()
     train(dense, data["train"], None)
     report["dense_accuracy"] = accuracy(dense, data["test"])
-    print(f"dense: {report['dense_accuracy']:.4f} ({time.perf_counter() - began:.0f} s)")
+    print(
+        f"dense: {report['dense_accuracy']:.4f} ({time.perf_counter() - began:.0f} s)", flush=True
+    )
 
     # 1. Early exit.
     ee = copy.deepcopy(dense)
@@ -155,7 +157,11 @@ def main() -> None:
         "batch1_ms": latency,
         "latency_ratio": latency["dense"] / latency["early_exit"],
     }
-    print(json.dumps(report["early_exit"], indent=1), f"({time.perf_counter() - began:.0f} s)")
+    print(
+        json.dumps(report["early_exit"], indent=1),
+        f"({time.perf_counter() - began:.0f} s)",
+        flush=True,
+    )
 
     # 2. Upcycling against dense trained for the same extra epochs.
     blocks = "[" + ", ".join(f"encoder.encoder.layer.{i}" for i in range(6)) + "]"
@@ -175,7 +181,7 @@ def main() -> None:
         "accuracy": accuracy(extra, data["test"]),
         "parameters": sum(p.numel() for p in extra.parameters()),
     }
-    print(json.dumps(report["moe4_top1"]), json.dumps(report["dense_extra"]))
+    print(json.dumps(report["moe4_top1"]), json.dumps(report["dense_extra"]), flush=True)
 
     # 3. REAP 50% of the experts, one-shot.
     reap = "      - {type: REAPPruningModifier, sparsity: 0.5}\n"
@@ -188,11 +194,11 @@ def main() -> None:
         **reap_facts,
     }
     report["seconds"] = time.perf_counter() - began
-    print(json.dumps(report["moe4_reap50"]))
+    print(json.dumps(report["moe4_reap50"]), flush=True)
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
-    print(text)
+    print(text, flush=True)
 
 
 if __name__ == "__main__":
