@@ -71,6 +71,12 @@ demo: data-packages $(SETUP_STAMP) ## set up what it needs, pull from the DVC re
 	$(PY) -m zoo.pipeline.summary && \
 	echo "make demo: pipeline finished in $$(( $$(date +%s) - started )) s"
 
+.PHONY: demo-conditional
+demo-conditional: data-packages $(SETUP_STAMP) ## the MiniLM MoE / REAP / early-exit zoo (conf/zoo/conditional.yaml)
+	$(PY) -m zoo.pipeline.compose experiment=conditional && \
+	$(BIN)/dvc repro && $(PY) -m zoo.pipeline.summary; status=$$?; \
+	$(PY) -m zoo.pipeline.compose; exit $$status
+
 .PHONY: test
 test: setup lint ## set up if needed, lint, type-check and run the tests
 	$(BIN)/pytest -q
@@ -93,6 +99,10 @@ fuzz: setup ## the hostile-store fuzz tests with ten times the CI cases (~20,000
 .PHONY: bench
 bench: setup ## run the benchmarks; each prints ratios measured side by side in one run
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+.PHONY: bench-conditional
+bench-conditional: setup ## MiniLM early exit / MoE upcycling / REAP against dense (~10 min)
+	$(PY) bench/conditional_minilm.py --out metrics/conditional_minilm.json
 
 .PHONY: s3-up
 s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in .s3/; then: source .s3/env)

@@ -58,7 +58,7 @@ def test_zoo_compress_has_no_import_cycle() -> None:
 
 def test_every_transform_has_one_row_and_its_code_in_one_module() -> None:
     names = [t.name for t in fmt.TRANSFORMS]
-    assert names == ["lowrank", "resize", "weight_sharing", "int8"]
+    assert names == ["lowrank", "experts", "early_exit", "resize", "weight_sharing", "int8"]
     for transform in fmt.TRANSFORMS:
         modules = {transform.record.__module__, transform.replay.__module__}
         if transform.load is not None:

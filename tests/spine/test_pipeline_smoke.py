@@ -152,6 +152,30 @@ def test_exports_round_trip_through_the_client(smoke_repo: tuple[Path, dict]) ->
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
+def test_the_upcycled_entry_carries_its_measured_facts_to_search_and_catalog(
+    smoke_repo: tuple[Path, dict], tmp_path: Path
+) -> None:
+    repo, _ = smoke_repo
+    store = repo / ".zoo/store"
+    ref = json.loads((repo / "metrics/register/cnn_moe4_top1.json").read_text())["ref"]
+    meta = json.loads((repo / "models/export/cnn_moe4_top1/zoo.json").read_text())
+    facts = next(iter(meta["metrics"].values()))
+    # Top-1 of 4 experts: three of the hidden layer's copies idle for every image.
+    assert facts["active_parameters"] < facts["total_parameters"]
+    assert 0.25 <= facts["expert_load_max"] <= 1.0
+    found = run(
+        [*ZOO, "search", "--where", "active_parameters>0", "--registry", str(store), "--json"],
+        repo,
+    )
+    assert found.returncode == 0 and ref.split("@")[0] in found.stdout, found.stderr
+    built = run(
+        [*ZOO, "catalog", "build", "--out", str(tmp_path / "site"), "--registry", str(store)], repo
+    )
+    assert built.returncode == 0, built.stderr
+    pages = [p.read_text() for p in (tmp_path / "site").rglob("*.html") if "moe4_top1" in p.name]
+    assert pages and all("active_parameters" in page for page in pages)
+
+
 def test_transfer_fetched_its_upstream_by_stub(smoke_repo: tuple[Path, dict]) -> None:
     repo, entries = smoke_repo
     key = next(k for k, e in entries.items() if e["flow"] == "transfer")

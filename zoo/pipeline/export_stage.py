@@ -8,6 +8,7 @@ from typing import Any
 
 from zoo.data.loaders import collate, load_split
 from zoo.data.prepare import dataset_digest
+from zoo.evaluation.conditional import FACTS as CONDITIONAL_FACTS
 from zoo.evaluation.schema import BenchmarkReport
 from zoo.index.schema import Lineage
 from zoo.pipeline.entries import BenchSettings, EntryConfig, model_dir
@@ -46,6 +47,8 @@ def index_metrics(entry: EntryConfig, metrics: Mapping[str, Any]) -> dict[str, d
             "val_accuracy": round(val["accuracy"], 6),
             "retained": round(test["retained"], 6),
             "agreement": round(test["agreement"], 6),
+            # Conditional computation (MoE, early exit): measured on the test split.
+            **{k: test[k] for k in CONDITIONAL_FACTS if k in test},
         }
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from zoo.compress.format import CSR_MIN_SPARSITY  # a layer this sparse is also timed as CSR
 from zoo.data.loaders import SplitTensors, load_split
+from zoo.evaluation.conditional import measure_conditional
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
 from zoo.evaluation.memory import peak_memory_mb
 from zoo.evaluation.schema import BenchmarkReport, ModelFigures
@@ -63,7 +65,7 @@ def run_evaluate(
         if is_causal_lm(model):
             metrics[split] = _perplexities(model, entry, data)
             continue
-        ours = evaluate(model, data)
+        ours, conditional = measure_conditional(model, partial(evaluate, model, data))
         reference = ours if baseline is model else evaluate(baseline, data)
         agreement = float((ours.predictions == reference.predictions).float().mean())
         metrics[split] = {
@@ -71,6 +73,7 @@ def run_evaluate(
             "agreement": agreement,
             "baseline_accuracy": reference.accuracy,
             "retained": ours.accuracy / reference.accuracy if reference.accuracy else 0.0,
+            **conditional,  # MoE / early exit: active parameters, layers run, expert load
         }
     return metrics
 

@@ -41,9 +41,16 @@ def as_recipe(recipe: RecipeLike, overrides: dict[str, Any] | None = None) -> Re
     if isinstance(recipe, Recipe):
         return recipe
     text = str(recipe)
-    if isinstance(recipe, str) and ("\n" in text or ": " in text) and not Path(text).exists():
+    if isinstance(recipe, str) and ("\n" in text or ": " in text) and not _is_file(text):
         return parse_recipe(text, overrides=overrides)
     return load_recipe(text, overrides=overrides)
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).exists()
+    except OSError:  # YAML text longer than a file name can be (ENAMETOOLONG)
+        return False
 
 
 def _run_oneshot_stage(stage: Stage, state: ModifierState, source: str) -> None:

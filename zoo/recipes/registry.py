@@ -51,6 +51,11 @@ MODIFIER_TABLE: dict[str, str] = {
     "GroupLassoModifier": "zoo.modifiers.regularization:GroupLassoModifier",
     "LowRankModifier": "zoo.modifiers.lowrank:LowRankModifier",
     "WeightSharingModifier": "zoo.modifiers.weight_sharing:WeightSharingModifier",
+    # conditional computation (zoo/modifiers/moe.py, zoo/modifiers/early_exit.py)
+    "MoEUpcyclingModifier": "zoo.modifiers.moe:MoEUpcyclingModifier",
+    "ExpertPruningModifier": "zoo.modifiers.moe:ExpertPruningModifier",
+    "REAPPruningModifier": "zoo.modifiers.moe:ExpertPruningModifier",
+    "EarlyExitModifier": "zoo.modifiers.early_exit:EarlyExitModifier",
 }
 
 
