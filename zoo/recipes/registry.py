@@ -51,6 +51,7 @@ MODIFIER_TABLE: dict[str, str] = {
     "GroupLassoModifier": "zoo.modifiers.regularization:GroupLassoModifier",
     "LowRankModifier": "zoo.modifiers.lowrank:LowRankModifier",
     "WeightSharingModifier": "zoo.modifiers.weight_sharing:WeightSharingModifier",
+    "LoRAModifier": "zoo.modifiers.lora:LoRAModifier",
 }
 
 
