@@ -332,3 +332,13 @@ class UnsupportedArchitectureError(ZooError, ValueError):
     """A transformers config the `hf` architecture cannot wrap for the task asked."""
 
     exit_code = 2
+
+
+# --- LoRA adapters (zoo/modifiers/lora.py, zoo/compress/adapter.py) ---
+
+
+class AdapterError(ZooError, ValueError):
+    """An adapter that does not fit its base: a missing or inexact base stub@version, a
+    target the base lacks, or tensor shapes that differ from the base's layers."""
+
+    exit_code = 2

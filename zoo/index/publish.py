@@ -22,7 +22,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from zoo.errors import StoreConflictError, StoreError, StubNotFoundError, VersionNotFoundError
+from zoo.errors import (
+    AdapterError,
+    StoreConflictError,
+    StoreError,
+    StubNotFoundError,
+    VersionNotFoundError,
+)
 from zoo.index.document import StubRecord, entry_key, shard_key, shard_of
 from zoo.index.export import ExportFolder, read_export
 from zoo.index.schema import (
@@ -138,6 +144,7 @@ def publish(
         facts.lineage,
     )
     uploaded = 0
+    _check_adapter_base(export, open_index(target))
     existing = _find_content(open_index(target), export.stub, chash)
     if existing is None:
         for record in export.files:
@@ -181,6 +188,23 @@ def publish(
         result = (found, False)
     summary, created = result
     return PublishResult(read_entry(target, summary.entry_sha256), created, generation, uploaded)
+
+
+def _check_adapter_base(export: ExportFolder, view: IndexView) -> None:
+    """An adapter entry is published only over a base version that exists here."""
+    from zoo.compress.adapter import exact_parent, is_adapter
+
+    if not is_adapter({f.path for f in export.files}):
+        return
+    parent = export.meta.lineage.parent
+    stub, version = exact_parent(parent)
+    try:
+        view.resolve(stub, f"v{version}")
+    except (StubNotFoundError, VersionNotFoundError) as exc:
+        raise AdapterError(
+            f"{export.root}: the adapter's base {parent} is not in this registry "
+            f"({view.store.url}): publish the base first, or fix lineage.parent in zoo.json"
+        ) from exc
 
 
 def _find_content(view: IndexView, stub: Stub, chash: str) -> EntrySummary | None:

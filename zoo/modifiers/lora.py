@@ -192,7 +192,8 @@ class LoRAModifier(Modifier):
             r=self.rank,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
-            target_modules=names,
+            # A regex (peft full-matches it) so a name never matches other modules' suffixes.
+            target_modules="|".join(re.escape(n) for n in names),
             modules_to_save=list(self.modules_to_save) or None,
         )
         peft.inject_adapter_in_model(self.peft_config, model, adapter_name=ADAPTER_NAME)
