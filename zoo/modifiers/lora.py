@@ -115,6 +115,9 @@ class LoRAModifier(Modifier):
     target_modules: str | list[str] = ALL_LINEAR
     modules_to_save: list[str] = field(default_factory=list)
     merge: MergeMode = "none"
+    #: "nf4": QLoRA: the targeted base layers are stored and run in 4-bit NF4 with double
+    #: quantisation (zoo/modifiers/nf4.py) while the adapter trains in float32.
+    quantize_base: Literal["none", "nf4"] = "none"
 
     def __post_init__(self) -> None:
         self.peft_config: Any = None
@@ -182,12 +185,15 @@ class LoRAModifier(Modifier):
             if isinstance(layer, nnqd.Linear):
                 self._int8[name] = layer
                 _set_submodule(model, name, dequantized_linear(layer))
+            elif self.quantize_base == "nf4" and isinstance(layer, nn.Linear):
+                from zoo.modifiers.nf4 import nf4_linear
+
+                _set_submodule(model, name, nf4_linear(layer))
         self._masks = (
             {n: weight_of(model.get_submodule(n)).detach() != 0 for n in names}
             if self.merge == "masked"
             else {}
         )
-        before = list(model.parameters())
         self.peft_config = peft.LoraConfig(
             r=self.rank,
             lora_alpha=self.alpha,
@@ -198,14 +204,26 @@ class LoRAModifier(Modifier):
         )
         peft.inject_adapter_in_model(self.peft_config, model, adapter_name=ADAPTER_NAME)
         if state.optimizer is not None:
+            # Out: every parameter frozen or swapped away; in: the adapter's (and copies
+            # of modules_to_save).
             trainable = [p for p in model.parameters() if p.requires_grad]
-            frozen = [p for p in before if not p.requires_grad]
+            keep = {id(p) for p in trainable}
+            stale = [
+                p for g in state.optimizer.param_groups for p in g["params"] if id(p) not in keep
+            ]
             known = {id(p) for g in state.optimizer.param_groups for p in g["params"]}
             replace_params_in_optimizer(
-                state.optimizer, frozen, [p for p in trainable if id(p) not in known]
+                state.optimizer, stale, [p for p in trainable if id(p) not in known]
             )
 
     def _check_merge(self, model: nn.Module, names: list[str]) -> None:
+        if self.quantize_base == "nf4" and self.merge != "none":
+            raise self.field_error(
+                "merge",
+                f"merge: {self.merge} with quantize_base: nf4: QLoRA keeps its 4-bit base "
+                "and the adapter apart (folding a float update into NF4 would requantise "
+                "the base); use merge: none",
+            )
         int8 = [n for n in names if isinstance(model.get_submodule(n), nnqd.Linear)]
         if self.merge == "quantized":
             if not int8:
