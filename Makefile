@@ -70,6 +70,10 @@ demo: data-packages $(SETUP_STAMP) ## set up what it needs, reproduce the whole 
 	$(PY) -m zoo.pipeline.summary && \
 	echo "make demo: pipeline finished in $$(( $$(date +%s) - started )) s"
 
+.PHONY: demo-adapters
+demo-adapters: $(SETUP_STAMP) ## full sparse transfer vs LoRA (masked merge) vs QLoRA on political_speeches (~10 min)
+	$(PY) bench/adapters_compare.py --workdir build/adapters
+
 .PHONY: test
 test: setup lint ## set up if needed, lint, type-check and run the tests
 	$(BIN)/pytest -q
