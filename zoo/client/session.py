@@ -31,6 +31,7 @@ from zoo.errors import (
     StoreError,
 )
 from zoo.fsutil import atomic_write_text
+from zoo.index.adapters import exact_parent, is_adapter
 from zoo.index.schema import (
     Entry,
     FileRecord,
@@ -187,8 +188,6 @@ class Session:
 
     def adapter_base(self, entry: Entry) -> Entry | None:
         """The exact base entry an adapter entry was trained on; None for a model."""
-        from zoo.compress.adapter import exact_parent, is_adapter
-
         if not is_adapter({f.path for f in entry.files}):
             return None
         exact_parent(entry.lineage.parent)

@@ -26,10 +26,9 @@ from torch import nn
 
 from zoo.compress.transform import Recording
 from zoo.errors import AdapterError, CompressedFormatError
+from zoo.index.adapters import CONFIG_FILE, WEIGHTS_FILE, exact_parent
 from zoo.modifiers.lora import ADAPTER_NAME, lora_layers
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
 #: The prefix PeftModel puts before module names in adapter_model.safetensors.
 PEFT_PREFIX = "base_model.model."
 #: LoraConfig fields the zoo writes and replays; anything else peft adds stays at its default.
@@ -115,31 +114,6 @@ def write_adapter_export(
         meta = ExportMeta(stub=stub, metrics=metrics or {}, lineage=Lineage(parent=parent))
         (tmp / "zoo.json").write_text(meta.to_json())
     return Path(folder)
-
-
-def exact_parent(parent: str | None) -> tuple[Any, int]:
-    """(stub, version) of an adapter's base; an alias or a missing version is an error: an
-    adapter fits one set of weights, not whatever `latest` points to tomorrow."""
-    from zoo.errors import InvalidStubError
-    from zoo.index.schema import parse_ref, parse_version
-
-    if not parent:
-        raise AdapterError("an adapter needs its base as lineage.parent = 'zoo:...@vN'")
-    try:
-        stub, ref = parse_ref(parent)
-    except InvalidStubError as exc:
-        raise AdapterError(f"the adapter's base {parent!r} is not a stub: {exc}") from exc
-    version = parse_version(ref) if ref else None
-    if version is None:
-        raise AdapterError(
-            f"the adapter's base {parent!r} must name an exact version (zoo:...@vN), not "
-            f"{'an alias' if ref else 'no version'}"
-        )
-    return stub, version
-
-
-def is_adapter(files: list[str] | set[str]) -> bool:
-    return CONFIG_FILE in files and WEIGHTS_FILE in files
 
 
 def compose(base: nn.Module, folder: str | os.PathLike[str]) -> nn.Module:

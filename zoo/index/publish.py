@@ -29,6 +29,7 @@ from zoo.errors import (
     StubNotFoundError,
     VersionNotFoundError,
 )
+from zoo.index.adapters import exact_parent, is_adapter
 from zoo.index.document import StubRecord, entry_key, shard_key, shard_of
 from zoo.index.export import ExportFolder, read_export
 from zoo.index.schema import (
@@ -192,8 +193,6 @@ def publish(
 
 def _check_adapter_base(export: ExportFolder, view: IndexView) -> None:
     """An adapter entry is published only over a base version that exists here."""
-    from zoo.compress.adapter import exact_parent, is_adapter
-
     if not is_adapter({f.path for f in export.files}):
         return
     parent = export.meta.lineage.parent
