@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -41,15 +42,11 @@ MergeMode = Literal["masked", "quantized", "dense", "none"]
 
 def lora_layers(model: nn.Module) -> dict[str, Any]:
     """Module name -> peft LoRA layer, for every LoRA layer injected in `model`."""
+    if "peft" not in sys.modules:  # nothing imported peft, so no LoRA layer exists: every
+        return {}  # export asks, and importing peft (and bitsandbytes) costs seconds
     from peft.tuners.lora import LoraLayer
 
     return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def _linear_names(model: nn.Module) -> list[str]:
@@ -184,11 +181,11 @@ class LoRAModifier(Modifier):
             layer = model.get_submodule(name)
             if isinstance(layer, nnqd.Linear):
                 self._int8[name] = layer
-                _set_submodule(model, name, dequantized_linear(layer))
+                model.set_submodule(name, dequantized_linear(layer))
             elif self.quantize_base == "nf4" and isinstance(layer, nn.Linear):
                 from zoo.modifiers.nf4 import nf4_linear
 
-                _set_submodule(model, name, nf4_linear(layer))
+                model.set_submodule(name, nf4_linear(layer))
         self._masks = (
             {n: weight_of(model.get_submodule(n)).detach() != 0 for n in names}
             if self.merge == "masked"
@@ -293,10 +290,10 @@ def merge_adapters(
             with torch.no_grad():
                 base.weight.copy_(merged_weight)
             merged = base
-        _set_submodule(model, name, merged)
+        model.set_submodule(name, merged)
     for name, wrapper in list(model.named_modules()):
         if isinstance(wrapper, ModulesToSaveWrapper):
-            _set_submodule(model, name, wrapper.modules_to_save[ADAPTER_NAME])
+            model.set_submodule(name, wrapper.modules_to_save[ADAPTER_NAME])
     for param in model.parameters():
         param.requires_grad_(True)
     return model
