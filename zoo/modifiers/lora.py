@@ -8,7 +8,9 @@ as the recipe says (SQFT, arXiv 2410.03750):
   the base's non-zeros.
 - ``quantized``: the base is dynamic int8 (zoo.modifiers.quantization); it trains as its
   dequantised float weights, and the merged W_deq + B·A·scaling is requantised to the
-  base's own per-channel scales and zero points (QA-SparsePEFT): int8 again, same scales.
+  base's own per-channel scales and zero points: int8 again, same scales. Not masked yet
+  (SQFT's QA-SparsePEFT also masks): on a pruned int8 base the update fills its zeros.
+  Updates past the range those scales span are clipped, with a warning counting them.
 - ``dense``: peft's plain merge (a dense base; the update is dense anyway).
 - ``none``: the adapter stays separate (peft's LoRA layers remain in the model), to be
   saved in peft's format as an adapter entry (zoo/compress/adapter.py).
