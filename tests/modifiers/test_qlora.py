@@ -63,6 +63,8 @@ def test_qlora_trains_only_the_adapter_over_a_frozen_nf4_base() -> None:
     manager, first = _train(model, recipe, steps=24)
     for name in TARGETS:
         assert is_nf4(lora_layers(model)[name].get_base_layer())
+    # Each NF4 weight counted once, though its LoRA wrapper shows it as its own.
+    assert nf4_bytes(model).weights == 20 * 64 + 64 * 64
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n or n.startswith("4.") for n in trainable)
     x, y = _data()

@@ -66,9 +66,12 @@ def _nbytes(tensor: torch.Tensor | None) -> int:
 def nf4_bytes(model: nn.Module) -> NF4Bytes:
     """What the NF4 layers of `model` take, counted from their real storage."""
     layers = weights = stored = 0
+    seen: set[int] = set()
     for module in model.modules():
-        if not is_nf4(module):
+        # A LoRA wrapper shows its base layer's weight as its own: count each weight once.
+        if not is_nf4(module) or id(module.weight) in seen:
             continue
+        seen.add(id(module.weight))
         weight: torch.Tensor = module.weight  # type: ignore[assignment]
         state: Any = weight.quant_state  # type: ignore[attr-defined]
         layers += 1
