@@ -60,15 +60,24 @@ def _cache_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def test_adapter_downloads_small_beside_a_cached_base_and_loads_as_peft_does(
+@pytest.fixture
+def published(
     small_store: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """(store, adapter ref): a base and an adapter over it, published; then an empty cache."""
+    store = _base_store(small_store)
+    ref = _publish_adapter(store, tmp_path, f"{BASE}@v1")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "fresh"))
+    return store, ref
+
+
+def test_adapter_downloads_small_beside_a_cached_base_and_loads_as_peft_does(
+    published: tuple[str, str], tmp_path: Path
 ) -> None:
     import peft
 
-    store = _base_store(small_store)
-    ref = _publish_adapter(store, tmp_path, f"{BASE}@v1")
-    # A fresh cache holding only the base, then the adapter.
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "fresh"))
+    store, ref = published
+    # The base first, then the adapter.
     base_folder = zoo.download(f"{BASE}@v1", registry=store)
     before = _cache_bytes(tmp_path / "fresh")
     folder = zoo.download(ref, registry=store)
@@ -90,11 +99,9 @@ def test_adapter_downloads_small_beside_a_cached_base_and_loads_as_peft_does(
 
 
 def test_downloading_an_adapter_into_an_empty_cache_brings_its_base(
-    small_store: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    published: tuple[str, str],
 ) -> None:
-    store = _base_store(small_store)
-    ref = _publish_adapter(store, tmp_path, f"{BASE}@v1")
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "empty"))
+    store, ref = published
     session = zoo.client.api.session(store)
     session.download(ref)
     assert session.is_cached(session.resolve(f"{BASE}@v1"))
