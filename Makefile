@@ -77,6 +77,10 @@ demo-conditional: data-packages $(SETUP_STAMP) ## the MiniLM MoE / REAP / early-
 	$(BIN)/dvc repro && $(PY) -m zoo.pipeline.summary; status=$$?; \
 	$(PY) -m zoo.pipeline.compose; exit $$status
 
+.PHONY: demo-adapters
+demo-adapters: $(SETUP_STAMP) ## full sparse transfer vs LoRA (masked merge) vs QLoRA on political_speeches (~10 min)
+	$(PY) bench/adapters_compare.py --workdir build/adapters
+
 .PHONY: test
 test: setup lint ## set up if needed, lint, type-check and run the tests
 	$(BIN)/pytest -q

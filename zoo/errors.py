@@ -385,3 +385,13 @@ class ReproduceError(ZooError, RuntimeError):
 
 class DistributedError(ZooError, RuntimeError):
     """Data-parallel ranks that disagree (weights that should be identical are not)."""
+
+
+# --- LoRA adapters (zoo/modifiers/lora.py, zoo/compress/adapter.py) ---
+
+
+class AdapterError(ZooError, ValueError):
+    """An adapter that does not fit its base: a missing or inexact base stub@version, a
+    target the base lacks, or tensor shapes that differ from the base's layers."""
+
+    exit_code = 2

@@ -58,7 +58,15 @@ def test_zoo_compress_has_no_import_cycle() -> None:
 
 def test_every_transform_has_one_row_and_its_code_in_one_module() -> None:
     names = [t.name for t in fmt.TRANSFORMS]
-    assert names == ["lowrank", "experts", "early_exit", "resize", "weight_sharing", "int8"]
+    assert names == [
+        "adapter",
+        "lowrank",
+        "experts",
+        "early_exit",
+        "resize",
+        "weight_sharing",
+        "int8",
+    ]
     for transform in fmt.TRANSFORMS:
         modules = {transform.record.__module__, transform.replay.__module__}
         if transform.load is not None:
@@ -90,3 +98,26 @@ def test_two_weight_layouts_in_one_folder_are_refused(tmp_path: Path) -> None:
     (tmp_path / "m/config.json").write_text(json.dumps(config))
     with pytest.raises(CompressedFormatError, match="'weight_sharing' and 'int8'"):
         load_exported(tmp_path / "m", verify=False)
+
+
+def test_a_model_holding_an_unmerged_adapter_exports_and_loads_back_with_it(
+    tmp_path: Path,
+) -> None:
+    from zoo.compress.adapter import inject
+    from zoo.modifiers.lora import lora_layers
+
+    torch.manual_seed(0)
+    model = get_model("mlp", hidden=(32,)).eval()
+    settings = {"r": 2, "lora_alpha": 4, "lora_dropout": 0.0}
+    inject(model, {**settings, "target_modules": ["features.1"], "modules_to_save": ["classifier"]})
+    with torch.no_grad():
+        for layer in lora_layers(model).values():
+            layer.lora_B["default"].weight.normal_()  # peft starts B at zero: make it count
+    x = torch.randn(2, 1, 28, 28)
+    export_model(model, tmp_path / "m", sample_inputs=x)
+    config = json.loads((tmp_path / "m/config.json").read_text())
+    assert fmt.transform_names(config) == ["adapter"]
+    loaded = load_exported(tmp_path / "m")
+    assert sorted(lora_layers(loaded)) == ["features.1"]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -19,6 +20,7 @@ EXPECTED = {
     "mnist5k": {"sizes": (3500, 500, 1000), "shape": (1, 28, 28), "classes": 10},
     "digits": {"sizes": (1259, 179, 359), "shape": (1, 8, 8), "classes": 10},
     "rotten_tomatoes": {"sizes": (10248, 1280, 1280), "shape": None, "classes": 2},
+    "political_speeches": {"sizes": (2207, 316, 630), "shape": None, "classes": 2},
 }
 
 
@@ -39,6 +41,14 @@ def test_split_sizes_and_balance(prepared_data: Path, name: str) -> None:
     train, val, test = (c / c.sum() for c in counts)
     # Stratified: every split keeps the class proportions of the training split.
     assert np.abs(val - train).max() < 0.01 and np.abs(test - train).max() < 0.02
+
+
+def test_political_speeches_hide_who_is_speaking(prepared_data: Path) -> None:
+    with np.load(prepared_data / "political_speeches" / "train.npz") as archive:
+        texts = [str(t) for t in archive["text"]]
+    # Transcripts open paragraphs with "BARACK OBAMA:" / "MITT ROMNEY:": the party's name.
+    assert not [t for t in texts if re.match(r"[A-Z][A-Z .]+:", t)]
+    assert min(len(t) for t in texts) >= 80
 
 
 def test_rotten_tomatoes_is_the_full_labelled_corpus(prepared_data: Path) -> None:

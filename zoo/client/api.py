@@ -132,8 +132,16 @@ def load(
     """A ready `nn.Module` (eval mode) for `stub[@version|@alias]`, downloaded if needed."""
     from zoo.client.load import load_folder
 
-    snap = session(registry, cache_dir, offline, progress).download(ref)
-    model = load_folder(snap.folder, keep_compressed=keep_compressed)
+    s = session(registry, cache_dir, offline, progress)
+    snap = s.download(ref)
+    base = s.adapter_base(snap.entry)
+    if base is None:
+        model = load_folder(snap.folder, keep_compressed=keep_compressed)
+    else:  # an adapter entry: its base (already cached by download) with the adapter on
+        from zoo.compress.adapter import compose
+
+        base_model = load_folder(s.snapshot_folder(base), keep_compressed=keep_compressed)
+        model = compose(base_model, snap.folder)
     model.zoo_ref = snap.ref  # type: ignore[assignment]
     return model
 

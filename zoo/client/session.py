@@ -29,6 +29,7 @@ from zoo.errors import (
     StoreUnreachableError,
 )
 from zoo.fsutil import atomic_write_text, temp_beside
+from zoo.index.adapters import exact_parent, is_adapter
 from zoo.index.schema import (
     Entry,
     FileRecord,
@@ -186,9 +187,20 @@ class Session:
         folder = self.snapshot_folder(entry)
         if not self.is_cached(entry):
             self._fetch(entry, folder)
+        base = self.adapter_base(entry)
+        if base is not None:  # an adapter is useless without its base: cached once for all
+            self.download(base)
         if local_dir is not None:
             return Snapshot(entry, _copy_out(entry, folder, Path(local_dir)), self.url)
         return Snapshot(entry, folder, self.url)
+
+    def adapter_base(self, entry: Entry) -> Entry | None:
+        """The exact base entry an adapter entry was trained on; None for a model."""
+        if not is_adapter({f.path for f in entry.files}):
+            return None
+        exact_parent(entry.lineage.parent)
+        assert entry.lineage.parent is not None
+        return self.resolve(entry.lineage.parent)
 
     def _fetch(self, entry: Entry, folder: Path) -> None:
         missing = [f for f in entry.files if not blob_is_intact(self.cache.blob(f.sha256), f.size)]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.compress import exits, experts, int8, lowrank, sharing, structure
+from zoo.compress import adapter, exits, experts, int8, lowrank, sharing, structure
 from zoo.compress.sparse import pack_state, unpack_state
 from zoo.compress.transform import Recording, Transform, Weights, load_state
 from zoo.errors import CompressedFormatError
@@ -45,6 +45,7 @@ PLAIN_IF_ABOVE = 0.9
 CSR_MIN_SPARSITY = 0.7
 
 TRANSFORMS: tuple[Transform, ...] = (
+    Transform("adapter", adapter.record, replay=adapter.replay),
     Transform("lowrank", lowrank.record, replay=lowrank.replay),
     Transform("experts", experts.record, replay=experts.replay),
     Transform("early_exit", exits.record, replay=exits.replay),

