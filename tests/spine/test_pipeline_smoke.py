@@ -298,7 +298,7 @@ def test_a_second_clone_pulls_from_the_s3_remote_and_runs_nothing(
     import subprocess
 
     from tests.spine.repo_copy import pipeline_env
-    from zoo.storage.seaweed import seaweedfs
+    from tests.storage._seaweed import seaweedfs
 
     repo, _ = smoke_repo
     with seaweedfs(tmp_path / "s3") as server:
