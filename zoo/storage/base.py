@@ -234,12 +234,6 @@ def store_timeout() -> float:
     return value
 
 
-def check_supported_url(url: str) -> str:
-    """Refuse a URL scheme no store implements (`http://...` is not a folder name)."""
-    scheme_of(url)  # the one table of schemes raises for any other
-    return url
-
-
 def store_identity(url: str) -> str:
     """The identity (see `Store.identity`) of the store at `url`, without opening it."""
     if is_remote(url):  # any scheme outside the table raises here
