@@ -264,6 +264,8 @@ class SparsityFacts:
         _check_type(self.overall, (float, int), "sparsity", "overall")
         check_count(self.parameters, "sparsity", "parameters")
         check_count(self.nonzero, "sparsity", "nonzero")
+        check_count(self.model_parameters, "sparsity", "model_parameters")
+        check_count(self.model_nonzero, "sparsity", "model_nonzero")
         _check_type(self.structure, (str,), "sparsity", "structure")
         _check_str_map(self.per_layer, (float, int), "sparsity", "per_layer")
 
