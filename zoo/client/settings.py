@@ -29,11 +29,11 @@ def registry_url(url: str | None = None) -> str:
 
 def canonical_url(url: str) -> str:
     """One spelling per registry, so its cache folder does not depend on how it was typed."""
-    from zoo.storage.schemes import is_remote, local_path
+    from zoo.storage.schemes import is_remote, local_identity
 
     if is_remote(url):  # any scheme outside the table (`https://host/x`) raises here
         return url.rstrip("/")
-    return os.path.abspath(local_path(url))
+    return local_identity(url)
 
 
 def is_offline(offline: bool | None = None) -> bool:

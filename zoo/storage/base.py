@@ -31,7 +31,7 @@ from zoo.errors import (
     StoreError,
 )
 from zoo.storage import names
-from zoo.storage.schemes import backend_class, is_remote, local_path, scheme_of
+from zoo.storage.schemes import backend_class, is_remote, local_identity, local_path, scheme_of
 
 INDEX_KEY = "index.json"
 BLOB_PREFIX = "blobs/sha256/"
@@ -55,12 +55,8 @@ class Versioned:
 
 
 def blob_key(sha256: str) -> str:
-    check_sha256(sha256)
+    names.check_sha256(sha256, "blob")
     return f"{BLOB_PREFIX}{sha256[:2]}/{sha256}"
-
-
-def check_sha256(sha256: str) -> str:
-    return names.check_sha256(sha256, "blob")
 
 
 def check_key(key: str) -> str:
@@ -238,7 +234,7 @@ def store_identity(url: str) -> str:
     """The identity (see `Store.identity`) of the store at `url`, without opening it."""
     if is_remote(url):  # any scheme outside the table raises here
         return open_store(url, create=False).identity
-    return os.path.abspath(local_path(url))
+    return local_identity(url)
 
 
 def _repo_root(start: Path) -> Path | None:

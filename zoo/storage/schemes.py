@@ -8,6 +8,7 @@ a local folder of that name.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ def local_path(url: str) -> Path:
     if scheme_of(url) != "file":
         raise ConfigError(f"{url!r} is not a local store URL")
     return Path(url.removeprefix("file://")).expanduser()
+
+
+def local_identity(url: str) -> str:
+    """One spelling of a local store URL (absolute path), however it was typed."""
+    return os.path.abspath(local_path(url))
 
 
 def backend_class(scheme: str) -> Any:
