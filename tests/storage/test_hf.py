@@ -21,7 +21,7 @@ from zoo.index.publish import publish
 from zoo.index.schema import Entry
 from zoo.index.verify import verify_index
 from zoo.index.view import open_index
-from zoo.storage.base import open_store
+from zoo.storage.base import BLOB_PREFIX, open_store
 from zoo.storage.hf import HfStore
 from zoo.storage.local import LocalStore
 
@@ -129,6 +129,11 @@ def test_downloads_through_an_olah_mirror(tmp_path: Path, published, monkeypatch
         assert not hub_store.has_blob("0" * 64)
         assert hub_store.read_blob(weights.sha256, 100, 200) == full[100:200]
         assert hub_store.read_blob(weights.sha256, weights.size - 5) == full[-5:]
+        files = [path.relative_to(store.root).as_posix() for path in store.root.rglob("*")]
+        stored = {key for key in files if (store.root / key).is_file() and key[0] != "."}
+        assert set(hub_store.list()) == stored
+        blobs = set(hub_store.list(BLOB_PREFIX))
+        assert blobs and blobs == {key for key in stored if key.startswith(BLOB_PREFIX)}
         assert verify_index(view).ok
 
 
@@ -149,4 +154,31 @@ def test_a_silent_hub_endpoint_is_unreachable_within_the_timeout(
         started = time.monotonic()
         with pytest.raises(StoreUnreachableError, match="cannot reach"):
             store.read_index()
+        assert time.monotonic() - started < 1 + 4
+
+
+@pytest.mark.parametrize("call", ["list", "commit", "blob_size"])
+def test_calls_without_a_timeout_argument_are_bounded_too(
+    monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """`create_commit` and `get_paths_info` take no timeout: the shared client carries it."""
+    import time
+
+    import huggingface_hub.constants
+
+    from tests.hostile import silent_port
+    from zoo.errors import StoreUnreachableError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("ZOO_TIMEOUT", "1")
+    with silent_port() as port:
+        store = HfStore("org/repo", endpoint=f"http://127.0.0.1:{port}")
+        started = time.monotonic()
+        with pytest.raises(StoreUnreachableError, match="cannot reach"):
+            if call == "list":
+                list(store.list())
+            elif call == "commit":
+                store._commit([], "0" * 40, "publishing")
+            else:
+                store.blob_size("0" * 64)
         assert time.monotonic() - started < 1 + 4

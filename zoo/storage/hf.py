@@ -42,6 +42,40 @@ MAX_COMMIT_ATTEMPTS = 20
 # -- the Store interface on a Hub repo -----------------------------------------------
 
 
+def bound_hub_client(timeout: float) -> None:
+    """Give huggingface_hub's shared HTTP client a timeout of `timeout` seconds.
+
+    Its default client waits forever, and two HfApi calls a store makes (`create_commit`,
+    `get_paths_info`) take no timeout argument, so a silent endpoint would hang a publish.
+    A client factory the user installed is left alone.
+    """
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http
+
+    current = _http._GLOBAL_CLIENT_FACTORY
+    if current is not _http.default_client_factory and getattr(current, "zoo_timeout", None) in (
+        None,
+        timeout,
+    ):
+        return  # the user's own factory, or ours with this timeout already
+
+    def bound(request: Any) -> None:
+        # huggingface_hub passes `timeout=None` per request (pagination does), which overrides
+        # any client default, so the bound goes on each request as it leaves.
+        limits = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {
+            phase: limits.get(phase) or timeout for phase in ("connect", "read", "write", "pool")
+        }
+
+    def factory() -> Any:
+        client = _http.default_client_factory()
+        client.event_hooks["request"].append(bound)
+        return client
+
+    factory.zoo_timeout = timeout  # type: ignore[attr-defined]
+    set_client_factory(factory)
+
+
 class HfStore(Store):
     """Keys are paths in the repo; `etag`s are sha256 of content; commits carry the
     parent commit they were computed on, so a concurrent commit makes ours fail."""
@@ -77,6 +111,7 @@ class HfStore(Store):
 
     @property
     def api(self) -> Any:
+        bound_hub_client(store_timeout())
         if self._api is None:
             from huggingface_hub import HfApi
 
@@ -145,6 +180,8 @@ class HfStore(Store):
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status in (409, 412):
                 raise StoreConflictError(f"{self.url} moved during the commit") from None
+            raise self._error(exc, message) from exc
+        except Exception as exc:  # a timeout or refused connection: unreachable, not a crash
             raise self._error(exc, message) from exc
 
     def _put(self, key: str, payload: Any, expect: str | None, must_be_absent: bool) -> str:
@@ -261,7 +298,10 @@ class HfStore(Store):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         try:
-            files = self.api.list_repo_files(self.repo_id, revision=self.revision)
+            # repo_info lists every file and, unlike list_repo_files, takes a timeout and
+            # does not retry a silent endpoint five times.
+            info = self.api.repo_info(self.repo_id, revision=self.revision, timeout=store_timeout())
+            files = [sibling.rfilename for sibling in info.siblings or ()]
         except Exception as exc:
             raise self._error(exc, "listing files") from exc
         return (f for f in files if f.startswith(prefix) and not f.startswith("."))
