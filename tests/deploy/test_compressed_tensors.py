@@ -132,7 +132,7 @@ def test_minilm_classifier_runs_as_remote_code_and_its_encoder_without(
 
 
 def test_import_a_folder_compressed_tensors_wrote(tiny_bert: Path, tmp_path: Path) -> None:
-    from tests.deploy.ct_writer import W8A8, W4A16, write_with_compressed_tensors
+    from tests.deploy.ct_writer import W4A16, W8A8, write_with_compressed_tensors
 
     for name, scheme, bits, act_bits, granularity, fmt in (
         ("w8a8", W8A8, 8, 8, "per_channel", "int-quantized"),

@@ -100,7 +100,7 @@ def require_package() -> None:
 class _Target:
     """The transformers model to write and how the zoo's module names map onto it."""
 
-    model: nn.Module  # a transformers PreTrainedModel, float, random weights
+    model: Any  # a transformers PreTrainedModel, float, random weights
     prefixes: tuple[tuple[str, str], ...]  # (zoo module, transformers module); "" = the root
     remote_code: bool
 
@@ -206,8 +206,11 @@ def _float_state(model: nn.Module, what: str) -> tuple[dict[str, torch.Tensor], 
             continue
         if type(module).__module__.startswith("torch.ao.nn"):
             raise ExportError(f"{what}: layer {name} is a {type(module).__name__}, not mapped")
-        skip = getattr(module, "_non_persistent_buffers_set", set())
-        for key, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+        skip: set[str] = getattr(module, "_non_persistent_buffers_set", set())
+        for key, tensor in [
+            *module.named_parameters(recurse=False),
+            *module.named_buffers(recurse=False),
+        ]:
             if key in skip or tensor is None:
                 continue
             state[f"{name}.{key}" if name else key] = tensor.detach()
@@ -373,9 +376,7 @@ def _version() -> str:
     return str(__version__)
 
 
-def _check_codes(
-    written: dict[str, torch.Tensor], name: str, layer: _Int8Layer, what: str
-) -> None:
+def _check_codes(written: dict[str, torch.Tensor], name: str, layer: _Int8Layer, what: str) -> None:
     """compressed-tensors rounds weight / scale again; the codes must come out as the zoo's."""
     codes = written.get(f"{name}.weight")
     if codes is None or codes.dtype != torch.int8 or not torch.equal(codes, layer.codes):
@@ -385,9 +386,7 @@ def _check_codes(
         )
 
 
-def _copy_tokenizer(
-    source: str | os.PathLike[str] | None, folder: Path, model: nn.Module
-) -> None:
+def _copy_tokenizer(source: str | os.PathLike[str] | None, folder: Path, model: nn.Module) -> None:
     from zoo.models.arch import arch_config_of
 
     if source is None and arch_config_of(model).arch == "minilm_classifier":
@@ -421,9 +420,7 @@ def read_quantization_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CompressedFormatError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(config, dict) or "model_type" not in config:
-        raise CompressedFormatError(
-            f"{path} is not a transformers model's config (no model_type)"
-        )
+        raise CompressedFormatError(f"{path} is not a transformers model's config (no model_type)")
     section = config.get(QUANTIZATION_CONFIG)
     if section is None:
         return {}
@@ -443,7 +440,9 @@ def _check_importable(section: dict[str, Any], path: Path) -> None:
     groups = section.get("config_groups") or {}
     if not isinstance(groups, dict):
         raise CompressedFormatError(f"{path}: quantization_config.config_groups is not a mapping")
-    formats |= {str(g["format"]) for g in groups.values() if isinstance(g, dict) and g.get("format")}
+    formats |= {
+        str(g["format"]) for g in groups.values() if isinstance(g, dict) and g.get("format")
+    }
     if isinstance(sparse, dict) and sparse.get("format"):
         formats.add(str(sparse["format"]))
     legacy = sorted(formats & set(LEGACY_SPARSE_FORMATS))
@@ -470,7 +469,10 @@ def _check_importable(section: dict[str, Any], path: Path) -> None:
             )
     parsed = parse_quantization_config(section, path)
     for name, scheme in (parsed.config_groups if parsed else {}).items():
-        for role, args in (("weights", scheme.weights), ("input_activations", scheme.input_activations)):
+        for role, args in (
+            ("weights", scheme.weights),
+            ("input_activations", scheme.input_activations),
+        ):
             kind = str(getattr(args.type, "value", args.type)) if args is not None else "int"
             if kind != "int":
                 raise CompressedFormatError(
@@ -502,7 +504,9 @@ def quantization_facts(section: dict[str, Any], layers: list[str]) -> Any:
     groups = [g for g in (section.get("config_groups") or {}).values() if g.get("weights")]
     if not groups:
         return QuantizationFacts()
-    schemes = {json.dumps([g.get("weights"), g.get("input_activations")], sort_keys=True) for g in groups}
+    schemes = {
+        json.dumps([g.get("weights"), g.get("input_activations")], sort_keys=True) for g in groups
+    }
     if len(schemes) > 1:
         return QuantizationFacts(scheme="mixed-precision", method=METHOD, layers=layers)
     weights, inputs = groups[0]["weights"], groups[0].get("input_activations")
@@ -510,7 +514,8 @@ def quantization_facts(section: dict[str, Any], layers: list[str]) -> Any:
     act_bits = int(inputs["num_bits"]) if inputs else None
     strategy = str(weights.get("strategy") or "tensor")
     granularity = {"channel": "per_channel", "tensor": "per_tensor"}.get(
-        strategy, f"per_{strategy}" + (f"{weights['group_size']}" if weights.get("group_size") else "")
+        strategy,
+        f"per_{strategy}" + (f"{weights['group_size']}" if weights.get("group_size") else ""),
     )
     kind = "weight-only" if inputs is None else ("dynamic" if inputs.get("dynamic") else "static")
     return QuantizationFacts(
@@ -596,7 +601,9 @@ def _zoo_skeleton(folder: Path, config: dict[str, Any]) -> nn.Module:
     return hf_model(config=plain, pretrained=False)
 
 
-def load_compressed_tensors(folder: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any], list[str]]:
+def load_compressed_tensors(
+    folder: str | os.PathLike[str],
+) -> tuple[nn.Module, dict[str, Any], list[str]]:
     """(zoo model with the decompressed float weights, quantization_config, quantized layers)
     of a compressed-tensors folder; compressed-tensors' ModelCompressor decompresses them."""
     require_package()
@@ -622,7 +629,9 @@ def load_compressed_tensors(folder: str | os.PathLike[str]) -> tuple[nn.Module, 
     expected = hf.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    shapes = sorted(
+        k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape
+    )
     if missing or unexpected or shapes:
         raise CompressedFormatError(
             f"{what}: the weights do not fit the model its config.json describes: missing "
@@ -632,7 +641,11 @@ def load_compressed_tensors(folder: str | os.PathLike[str]) -> tuple[nn.Module, 
     layers = sorted(n for n, m in hf.named_modules() if is_module_quantized(m))
     if parsed is not None:
         compressor.decompress_model(hf)
-    state = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in hf.state_dict().items() if k in float_keys}
+    state = {
+        k: v.to(torch.float32) if v.is_floating_point() else v
+        for k, v in hf.state_dict().items()
+        if k in float_keys
+    }
     inverse = target.inverse()
     zoo_state = {inverse.rename(k): v for k, v in state.items()}
     zoo_model.load_state_dict(zoo_state, strict=True)
