@@ -51,6 +51,30 @@ def test_export_import_publish(
     assert f"{STUB}@v1" in out
 
 
+def test_export_by_stub_downloads_through_the_client(
+    zoo_bert: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoo.index.publish import publish
+
+    store = tmp_path / "store"
+    publish(zoo_bert["sparse50"], str(store), stub=STUB)
+    code, out, err = run(
+        capsys,
+        "export",
+        "--format",
+        "compressed-tensors",
+        f"{STUB}@v1",
+        str(tmp_path / "ct"),
+        "--registry",
+        str(store),
+        "--json",
+    )
+    assert code == 0, err
+    facts = json.loads(out)
+    assert facts["sparsity_structure"] == "unstructured" and facts["format"] == "dense"
+    assert (tmp_path / "ct" / "model.safetensors").is_file()
+
+
 def test_import_keeps_what_was_there_when_it_fails(
     ct_int8: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
