@@ -162,17 +162,23 @@ def test_import_a_folder_compressed_tensors_wrote(tiny_bert: Path, tmp_path: Pat
         assert cosine(zoo_logits(zoo_model, batch), theirs) >= floor
 
 
+def round_trip(zoo_folder: Path, tmp_path: Path) -> tuple[nn.Module, Path, dict]:
+    """(the zoo's model, the folder it imports back as, that folder's zoo.json)."""
+    zoo_model = load_folder(zoo_folder, verify=True)
+    export_compressed_tensors(zoo_model, tmp_path / "ct")
+    import_compressed_tensors(tmp_path / "ct", tmp_path / "back")
+    return zoo_model, tmp_path / "back", json.loads((tmp_path / "back" / "zoo.json").read_text())
+
+
 def test_our_int8_export_imports_back_with_its_facts(
     zoo_bert: dict[str, Path], tmp_path: Path
 ) -> None:
-    zoo_model = load_folder(zoo_bert["int8"], verify=True)
-    export_compressed_tensors(zoo_model, tmp_path / "ct")
-    import_compressed_tensors(tmp_path / "ct", tmp_path / "back")
-    quant = json.loads((tmp_path / "back" / "zoo.json").read_text())["quantization"]
+    zoo_model, folder, meta = round_trip(zoo_bert["int8"], tmp_path)
+    quant = meta["quantization"]
     assert quant["scheme"] == "w8a8"
     assert quant["method"] == "compressed-tensors (dynamic)"
     assert quant["layers"] == sorted(quant["layers"]) and len(quant["layers"]) == 14
-    back = load_exported(tmp_path / "back")
+    back = load_exported(folder)
     batch = inputs(back)
     assert cosine(zoo_logits(zoo_model, batch), zoo_logits(back, batch)) >= INT8
 
@@ -180,15 +186,12 @@ def test_our_int8_export_imports_back_with_its_facts(
 def test_our_minilm_folder_imports_as_minilm_without_running_its_code(
     zoo_minilm: dict[str, Path], tmp_path: Path
 ) -> None:
-    zoo_model = load_folder(zoo_minilm["sparse24"], verify=True)
-    export_compressed_tensors(zoo_model, tmp_path / "ct")
-    import_compressed_tensors(tmp_path / "ct", tmp_path / "back")
-    config = json.loads((tmp_path / "back" / "config.json").read_text())
+    zoo_model, folder, meta = round_trip(zoo_minilm["sparse24"], tmp_path)
+    config = json.loads((folder / "config.json").read_text())
     assert config["arch"] == "minilm_classifier"
     assert config["kwargs"]["encoder_config"]["hidden_size"] == SMALL_ENCODER["hidden_size"]
-    meta = json.loads((tmp_path / "back" / "zoo.json").read_text())
     assert meta["sparsity"]["structure"] == "2:4"
-    back = load_exported(tmp_path / "back")
+    back = load_exported(folder)
     batch = inputs(back)
     assert cosine(zoo_logits(zoo_model, batch), zoo_logits(back, batch)) >= LOSSLESS
 

@@ -45,17 +45,16 @@ from zoo.errors import (
     SourceMissingError,
     UnsupportedArchitectureError,
 )
+from zoo.models.checkpoint import CONFIG, WEIGHTS  # transformers' names too
 
 PACKAGE_PIN = "compressed-tensors==0.20.0"
 INSTALL = f"pip install --no-deps {PACKAGE_PIN} loguru==0.7.3"
-CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
 QUANTIZATION_CONFIG = "quantization_config"
 METHOD = "compressed-tensors"
 #: Remote code for the MiniLM classifier (see zoo/deploy/modeling_zoo_text.py).
 MODELING_FILE = "modeling_zoo_text.py"
 MEAN_POOLING_CLASS = "MeanPoolingBertForSequenceClassification"
-#: Weight formats whose layers compressed-tensors decompresses on a CPU, and the facts they map to.
+#: Weight formats compressed-tensors decompresses on a CPU and the zoo's facts describe.
 IMPORTABLE_FORMATS = ("dense", "int-quantized", "naive-quantized", "pack-quantized")
 #: Gone from compressed-tensors after 0.14 (transformers 5 needs 0.15 or later).
 LEGACY_SPARSE_FORMATS = ("sparse-bitmask", "sparse-24-bitmask", "marlin-24")
