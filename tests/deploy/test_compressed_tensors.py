@@ -17,6 +17,7 @@ from tests.deploy.conftest import SMALL_ENCODER
 from zoo.client.load import load_folder
 from zoo.compress.load import load_exported
 from zoo.deploy.compressed_tensors import (
+    QuantizedWeight,
     export_compressed_tensors,
     import_compressed_tensors,
     sample_inputs,
@@ -129,6 +130,53 @@ def test_minilm_classifier_runs_as_remote_code_and_its_encoder_without(
         theirs = encoder(**batch).last_hidden_state
         ours = zoo_model.encoder(**batch).last_hidden_state
     assert cosine(ours, theirs) >= floor
+
+
+def int4_round_to_nearest(weight: torch.Tensor, group_size: int) -> QuantizedWeight:
+    """Generic int4 codes + group scales (what a GPTQ transform hands over), by rounding."""
+    groups = weight.detach().reshape(weight.shape[0], -1, group_size)
+    scales = groups.abs().amax(-1).clamp(min=1e-8) / 7
+    codes = torch.round(groups / scales.unsqueeze(-1)).clamp(-8, 7).to(torch.int8)
+    return QuantizedWeight(codes.reshape(weight.shape), scales, bits=4, group_size=group_size)
+
+
+def test_int4_group_weights_export_as_w4a16_pack_quantized(
+    zoo_bert: dict[str, Path], tmp_path: Path
+) -> None:
+    from compressed_tensors.compressors import ModelCompressor
+    from transformers import AutoModelForSequenceClassification, CompressedTensorsConfig
+
+    zoo_model = load_folder(zoo_bert["sparse24"], verify=True)
+    int4 = {
+        name: int4_round_to_nearest(module.weight, 32)
+        for name, module in zoo_model.named_modules()
+        if isinstance(module, nn.Linear) and ".encoder.layer." in name
+    }
+    written = export_compressed_tensors(zoo_model, tmp_path / "ct", weight_only=int4)
+    assert written.weight_format == "pack-quantized"
+    assert written.sparsity_structure == "2:4"  # int4 rounding keeps the zeros
+    for name, layer in int4.items():  # the zoo model as the codes describe it
+        zoo_model.get_submodule(name).weight.data = layer.dequantize()
+    batch = inputs(zoo_model)
+    assert cosine(zoo_logits(zoo_model, batch), hf_logits(tmp_path / "ct", batch)) >= LOSSLESS
+    section = config_of(tmp_path / "ct")["quantization_config"]
+    weights = section["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["group_size"], weights["strategy"]) == (4, 32, "group")
+    assert section["config_groups"]["group_0"]["input_activations"] is None
+    model = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "ct"))
+    ModelCompressor.from_compression_config(
+        CompressedTensorsConfig.from_dict(section)
+    ).decompress_model(model)
+    for name, layer in int4.items():
+        stored = model.get_submodule(name.removeprefix("model.")).weight
+        torch.testing.assert_close(stored.float(), layer.dequantize(), atol=1e-6, rtol=0)
+    import_compressed_tensors(tmp_path / "ct", tmp_path / "back")
+    quant = json.loads((tmp_path / "back" / "zoo.json").read_text())["quantization"]
+    assert (quant["scheme"], quant["granularity"], len(quant["layers"])) == (
+        "w4a16",
+        "per_group32",
+        len(int4),
+    )
 
 
 def test_import_a_folder_compressed_tensors_wrote(tiny_bert: Path, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ architecture, or the MiniLM `minilm_classifier`) as a Hugging Face folder:
   zoo's dynamic int8: per-channel symmetric int8 weights, activations quantized per tensor,
   asymmetric, at run time, which is what torch's dynamic int8 does); the int8 codes in the
   file are checked to be the zoo's own, bit for bit;
+- integer weights with group scales handed in as `QuantizedWeight`s (int4 from GPTQ, say)
+  as W4A16 `pack-quantized`, weight-only, the packed codes checked the same way;
 - sparse models as `dense` weights (zeros stored) with a `sparsity_config` (compressed-
   tensors' `DenseSparsityConfig`: global sparsity, structure "2:4" or "unstructured").
   compressed-tensors dropped its `sparse-bitmask` / `sparse-24-bitmask` compressors after
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -157,9 +160,20 @@ def _target(model: nn.Module, what: str) -> _Target:
 
 
 @dataclass(frozen=True)
-class _Int8Layer:
-    codes: torch.Tensor  # int8 [out, in]
-    scales: torch.Tensor  # float32 [out]
+class QuantizedWeight:
+    """A Linear weight as symmetric integer codes and their scales: `codes * scales`
+    (scales repeated over each group of `group_size` inputs; None: one scale a row)."""
+
+    codes: torch.Tensor  # int8 holding `bits`-bit values, [out, in]
+    scales: torch.Tensor  # float32 [out] (per channel) or [out, in // group_size]
+    bits: int = 8
+    group_size: int | None = None
+
+    def dequantize(self) -> torch.Tensor:
+        scales = self.scales.reshape(self.codes.shape[0], -1)
+        if self.group_size:
+            scales = scales.repeat_interleave(self.group_size, dim=1)
+        return self.codes.to(torch.float32) * scales
 
 
 def _float_state(model: nn.Module, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -181,7 +195,7 @@ def _float_state(model: nn.Module, what: str) -> tuple[dict[str, torch.Tensor], 
             "compressed-tensors' int8 schemes use 8; quantize it again with reduce_range=False"
         )
     state: dict[str, torch.Tensor] = {}
-    int8: dict[str, _Int8Layer] = {}
+    int8: dict[str, QuantizedWeight] = {}
     for name, module in model.named_modules():
         if any(name.startswith(done + ".") for done in int8):
             continue  # the packed parameters inside an int8 layer
@@ -194,7 +208,7 @@ def _float_state(model: nn.Module, what: str) -> tuple[dict[str, torch.Tensor], 
                     f"{what}: layer {name} has asymmetric int8 weights (non-zero zero points); "
                     "compressed-tensors' W8A8 weights are symmetric"
                 )
-            int8[name] = _Int8Layer(
+            int8[name] = QuantizedWeight(
                 weight.int_repr().contiguous(),
                 weight.q_per_channel_scales().to(torch.float32).contiguous(),
             )
@@ -231,25 +245,33 @@ def _load_into(target: _Target, state: dict[str, torch.Tensor], what: str) -> No
     target.model.load_state_dict(renamed, strict=True)
 
 
-def _int8_config(target: _Target, int8: dict[str, _Int8Layer]) -> Any:
-    """compressed-tensors' description of the zoo's dynamic int8: every quantized Linear."""
+def _quantization_config(target: _Target, layers: dict[str, QuantizedWeight]) -> Any:
+    """compressed-tensors' description of the quantized Linear layers: the zoo's dynamic
+    int8 (W8A8) or integer weights only (W4A16 and the like, packed)."""
     from compressed_tensors.quantization import (
         QuantizationArgs,
         QuantizationConfig,
         QuantizationScheme,
     )
 
-    linears = [n for n, m in target.model.named_modules() if isinstance(m, nn.Linear)]
-    quantized = {target.rename(n) for n in int8}
-    scheme = QuantizationScheme(
-        targets=["Linear"],
-        weights=QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel"),
-        # torch's dynamic int8 quantizes each activation tensor with its own min / max,
-        # asymmetric (uint8 with a zero point): per tensor, at run time.
-        input_activations=QuantizationArgs(
-            num_bits=8, type="int", symmetric=False, strategy="tensor", dynamic=True
-        ),
+    kinds = {(w.bits, w.group_size) for w in layers.values()}
+    if len(kinds) != 1:
+        raise ExportError(f"one weight scheme a folder; these layers mix {sorted(kinds)}")
+    bits, group_size = kinds.pop()
+    strategy = "group" if group_size else "channel"
+    weights = QuantizationArgs(
+        num_bits=bits, type="int", symmetric=True, strategy=strategy, group_size=group_size
     )
+    # torch's dynamic int8 quantizes each activation tensor with its own min / max,
+    # asymmetric (uint8 with a zero point): per tensor, at run time.
+    inputs = QuantizationArgs(
+        num_bits=8, type="int", symmetric=False, strategy="tensor", dynamic=True
+    )
+    scheme = QuantizationScheme(
+        targets=["Linear"], weights=weights, input_activations=inputs if bits == 8 else None
+    )
+    linears = [n for n, m in target.model.named_modules() if isinstance(m, nn.Linear)]
+    quantized = {target.rename(n) for n in layers}
     return QuantizationConfig(
         config_groups={"group_0": scheme},
         ignore=[n for n in linears if n not in quantized],
@@ -307,12 +329,16 @@ def export_compressed_tensors(
     *,
     what: str = "the model",
     tokenizer: str | os.PathLike[str] | None = None,
+    weight_only: Mapping[str, QuantizedWeight] | None = None,
 ) -> CtFolder:
     """Write `model` (a zoo transformers model: float, sparse or dynamic int8) as a
     compressed-tensors folder `out`, atomically; see the module docstring.
 
     `tokenizer`: a folder whose tokenizer files are copied along (the MiniLM entries get
-    the shipped all-MiniLM-L6-v2 tokenizer without it).
+    the shipped all-MiniLM-L6-v2 tokenizer without it). `weight_only`: zoo Linear layer
+    name -> its integer codes and scales (e.g. int4 with group scales from GPTQ), written
+    weight-only (W4A16: `pack-quantized`); the layers' float weights are replaced by
+    `codes * scales`.
     """
     require_package()
     from compressed_tensors.compressors import ModelCompressor
@@ -323,16 +349,26 @@ def export_compressed_tensors(
     from zoo.models.hf import quiet_transformers
 
     target = _target(model, what)
-    state, int8 = _float_state(model, what)
+    state, layers = _float_state(model, what)
+    if weight_only and layers:
+        raise ExportError(f"{what} is dynamic int8 already; weight_only layers cannot join it")
+    for name, layer in (weight_only or {}).items():
+        if f"{name}.weight" not in state or state[f"{name}.weight"].shape != layer.codes.shape:
+            raise ExportError(
+                f"{what} has no Linear layer {name!r} of shape {tuple(layer.codes.shape)}"
+            )
+        state[f"{name}.weight"] = layer.dequantize()
+    layers.update(weight_only or {})
     _load_into(target, state, what)
     hf = target.model
     sparsity = _sparsity_config(hf)
     compressor = None
-    if int8:
-        apply_quantization_config(hf, _int8_config(target, int8), show_progress=False)
-        for name, layer in int8.items():
+    if layers:
+        config = _quantization_config(target, layers)
+        apply_quantization_config(hf, config, show_progress=False)
+        for name, layer in layers.items():
             module = hf.get_submodule(target.rename(name))
-            module.weight_scale.data.copy_(layer.scales.reshape(-1, 1))
+            module.weight_scale.data.copy_(layer.scales.reshape(module.weight_scale.shape))
             zero_point = getattr(module, "weight_zero_point", None)
             if zero_point is not None:
                 zero_point.data.zero_()
@@ -355,14 +391,14 @@ def export_compressed_tensors(
             section["sparsity_config"] = sparsity
         config_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         written = load_file(str(tmp / WEIGHTS))
-        for name, layer in int8.items():
+        for name, layer in layers.items():
             _check_codes(written, target.rename(name), layer, what)
         _copy_tokenizer(tokenizer, tmp, model)
         section = data.get(QUANTIZATION_CONFIG) or {}
     return CtFolder(
         folder=Path(out),
         weight_format=str(section.get("format", "dense")),
-        quantized_layers=sorted(target.rename(n) for n in int8),
+        quantized_layers=sorted(target.rename(n) for n in layers),
         sparsity=float((sparsity or {}).get("global_sparsity") or 0.0),
         sparsity_structure=(sparsity or {}).get("sparsity_structure"),
         remote_code=target.remote_code,
@@ -375,13 +411,21 @@ def _version() -> str:
     return str(__version__)
 
 
-def _check_codes(written: dict[str, torch.Tensor], name: str, layer: _Int8Layer, what: str) -> None:
-    """compressed-tensors rounds weight / scale again; the codes must come out as the zoo's."""
+def _check_codes(
+    written: dict[str, torch.Tensor], name: str, layer: QuantizedWeight, what: str
+) -> None:
+    """compressed-tensors rounds weight / scale again (and packs sub-byte codes into int32);
+    the codes in the file must come out as the zoo's."""
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
     codes = written.get(f"{name}.weight")
+    packed = written.get(f"{name}.weight_packed")
+    if packed is not None:
+        codes = unpack_from_int32(packed, layer.bits, layer.codes.shape)
     if codes is None or codes.dtype != torch.int8 or not torch.equal(codes, layer.codes):
         raise ExportError(
-            f"{what}: compressed-tensors wrote other int8 codes for {name} than the zoo's "
-            "model holds; the folder would not hold the same model"
+            f"{what}: compressed-tensors wrote other codes for {name} than the zoo's model "
+            "holds; the folder would not hold the same model"
         )
 
 
