@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.deploy.conftest import recipe
 from zoo.cli import main
 from zoo.compress.export import export_model
+from zoo.deploy.compressed_tensors import sample_inputs
 from zoo.models import get_model
+from zoo.recipes.manager import oneshot
 
 STUB = "zoo:nlp/text_classification/bert_tiny/random/pruned50_24"
 
@@ -158,6 +161,25 @@ def test_export_refuses_a_model_that_is_not_a_transformers_model(
     )
     assert code == 2
     assert "'cnn_small' model, not a transformers model" in err
+    assert not (tmp_path / "ct").exists()
+
+
+def test_export_refuses_seven_bit_activations(
+    tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = get_model("hf", path=str(tiny_bert))
+    oneshot(model, recipe("{type: DynamicQuantizationModifier, reduce_range: true}"))
+    export_model(model, tmp_path / "zoo", sample_inputs=sample_inputs(model))
+    code, _, err = run(
+        capsys,
+        "export",
+        "--format",
+        "compressed-tensors",
+        str(tmp_path / "zoo"),
+        str(tmp_path / "ct"),
+    )
+    assert code == 2
+    assert "7 bits (reduce_range" in err and "reduce_range=False" in err
     assert not (tmp_path / "ct").exists()
 
 

@@ -75,10 +75,9 @@ def run_export(args: argparse.Namespace) -> int:
         if result.sparsity_structure
         else ""
     )
-    print(
-        f"wrote {result.folder}: compressed-tensors {result.weight_format}, "
-        f"{len(result.quantized_layers)} int8 layers{sparse}"
-    )
+    layers = len(result.quantized_layers)
+    quantized = f", {layers} quantized layers" if layers else ""
+    print(f"wrote {result.folder}: compressed-tensors {result.weight_format}{quantized}{sparse}")
     remote = ", trust_remote_code=True" if result.remote_code else ""
     print(
         "load it with: transformers.AutoModelForSequenceClassification.from_pretrained("

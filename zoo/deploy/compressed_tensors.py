@@ -31,10 +31,11 @@ compressed-tensors and transformers are imported inside the functions: both are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -373,7 +374,8 @@ def export_compressed_tensors(
             if zero_point is not None:
                 zero_point.data.zero_()
         compressor = ModelCompressor.from_pretrained_model(hf)
-        compressor.compress_model(hf)
+        with quiet_bars():
+            compressor.compress_model(hf)
     with atomic_dir(out) as tmp:
         if target.remote_code:
             type(hf).register_for_auto_class("AutoModelForSequenceClassification")
@@ -403,6 +405,35 @@ def export_compressed_tensors(
         sparsity_structure=(sparsity or {}).get("sparsity_structure"),
         remote_code=target.remote_code,
     )
+
+
+#: compressed-tensors modules that draw a tqdm bar per model pass (no switch to turn it off).
+_BAR_MODULES = (
+    "compressed_tensors.compressors.model_compressors.model_compressor",
+    "compressed_tensors.offload.dispatch",
+)
+
+
+@contextlib.contextmanager
+def quiet_bars() -> Iterator[None]:
+    """Without compressed-tensors' progress bars: for a model this size they are noise in a
+    zoo command's output, and tqdm reads its TQDM_DISABLE switch only when imported."""
+    import importlib
+
+    from tqdm import tqdm
+
+    def silent(*args: Any, **kwargs: Any) -> Any:
+        return tqdm(*args, **{**kwargs, "disable": True})  # callers pass their own disable=
+
+    modules = [importlib.import_module(name) for name in _BAR_MODULES]
+    saved = [getattr(module, "tqdm", None) for module in modules]
+    for module in modules:
+        module.tqdm = silent  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            module.tqdm = original  # type: ignore[attr-defined]
 
 
 def _version() -> str:
@@ -667,7 +698,8 @@ def load_compressed_tensors(
         apply_quantization_config(hf, parsed, show_progress=False)
     compressor = ModelCompressor(quantization_config=parsed)
     if parsed is not None and parsed.quantization_status == QuantizationStatus.COMPRESSED:
-        compressor.compress_model(hf)  # the layout the stored tensors have (as transformers does)
+        with quiet_bars():  # the layout the stored tensors have (as transformers does)
+            compressor.compress_model(hf)
     tensors = _folder_tensors(root)
     expected = hf.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -683,7 +715,8 @@ def load_compressed_tensors(
     hf.load_state_dict(tensors, strict=True)
     layers = sorted(n for n, m in hf.named_modules() if is_module_quantized(m))
     if parsed is not None:
-        compressor.decompress_model(hf)
+        with quiet_bars():
+            compressor.decompress_model(hf)
     state = {
         k: v.to(torch.float32) if v.is_floating_point() else v
         for k, v in hf.state_dict().items()
