@@ -132,8 +132,8 @@ def _target(model: nn.Module, what: str) -> _Target:
         config = dict(arch.kwargs["config"])
         if arch.kwargs.get("task") != "sequence_classification":
             raise UnsupportedArchitectureError(
-                f"{what} is a transformers {arch.kwargs.get('task')} model; the compressed-"
-                "tensors export covers sequence classifiers (the zoo's text entries)"
+                f"{what} is a transformers {arch.kwargs.get('task')} model; the zoo maps "
+                "sequence classifiers (its text entries) to and from compressed-tensors"
             )
         hf_config = AutoConfig.for_model(config.pop("model_type"), **config)
         with quiet_transformers():
