@@ -1,0 +1,1 @@
+"""Deployment formats: zoo models as folders other runtimes load (compressed-tensors)."""
