@@ -128,10 +128,22 @@ def load(
     cache_dir: PathLike | None = None,
     offline: bool | None = None,
     progress: bool | None = None,
+    runtime: str = "torch",
 ) -> nn.Module:
-    """A ready `nn.Module` (eval mode) for `stub[@version|@alias]`, downloaded if needed."""
+    """A ready `nn.Module` (eval mode) for `stub[@version|@alias]`, downloaded if needed.
+
+    `runtime="onnxruntime"` or `"openvino"` exports the model to ONNX and returns a
+    wrapper around that runtime's compiled model, called like the torch one.
+    """
     from zoo.client.load import load_folder
 
+    if runtime != "torch":  # before any download: a bad name or missing package fails fast
+        from zoo.errors import ConfigError
+        from zoo.runtimes.table import require
+
+        require(runtime)
+        if keep_compressed:
+            raise ConfigError(f"keep_compressed runs CSR layers in torch, not in {runtime}")
     s = session(registry, cache_dir, offline, progress)
     snap = s.download(ref)
     base = s.adapter_base(snap.entry)
@@ -142,6 +154,10 @@ def load(
 
         base_model = load_folder(s.snapshot_folder(base), keep_compressed=keep_compressed)
         model = compose(base_model, snap.folder)
+    if runtime != "torch":
+        from zoo.runtimes.prepare import on_runtime
+
+        model = on_runtime(model, runtime, snap.folder)
     model.zoo_ref = snap.ref  # type: ignore[assignment]
     return model
 
