@@ -67,7 +67,7 @@ def measure_family(
                 continue
             started = time.perf_counter()
             models[slot(key, variant.name)] = on_variant(
-                entry.model, variant, example, calibration, threads=args.threads
+                entry.model, variant, example, calibration, args.threads, repeat_to(test, 16)
             )
             print(f"  prepared {slot(key, variant.name)} in {time.perf_counter() - started:.1f} s")
     baseline = slot(baseline_key, "torch")

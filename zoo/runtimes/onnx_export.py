@@ -70,6 +70,30 @@ def _digest(array: np.ndarray) -> bytes:
     return hashlib.sha256(repr(data.shape).encode() + data.tobytes()).digest()
 
 
+def _has_int8(model: nn.Module) -> bool:
+    return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+
+
+def _check_traced(
+    model: nn.Module, path: Path, inputs: Mapping[str, torch.Tensor], arch: str
+) -> None:
+    """The ONNX graph computes what the model computes on `inputs` (float models)."""
+    ort = require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    got = torch.from_numpy(session.run(None, {n: inputs[n].numpy() for n in names})[0])
+    with torch.no_grad():
+        want = model(**inputs)
+    scale = max(1.0, float(want.abs().max()))
+    if got.shape != want.shape or not torch.allclose(got, want, atol=1e-3 * scale, rtol=1e-3):
+        raise OnnxExportError(
+            arch,
+            "data-dependent control flow",
+            "the traced graph gives other outputs than the model on other inputs "
+            "(a route taken while tracing was recorded as fixed, e.g. an MoE's experts)",
+        )
+
+
 def _dynamic_axes(example: Mapping[str, torch.Tensor]) -> dict[str, dict[int, str]]:
     axes: dict[str, dict[int, str]] = {"logits": {0: "batch"}}
     for name, tensor in example.items():
@@ -139,12 +163,19 @@ def _quantize_layers(source: Path, target: Path, weights: set[bytes]) -> None:
 
 
 def export_onnx(
-    model: nn.Module, example: Mapping[str, torch.Tensor], path: str | os.PathLike[str]
+    model: nn.Module,
+    example: Mapping[str, torch.Tensor],
+    path: str | os.PathLike[str],
+    check: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Export `model` (called as `model(**example)`) to `path`, checked by onnx.checker.
 
     Every input has a dynamic batch axis (token inputs a dynamic sequence axis too); the
-    output is named `logits`. Written atomically: on any error nothing is left at `path`.
+    output is named `logits`. `check` (other inputs than `example`) is run through ONNX
+    Runtime and torch: tracing records the one path `example` took, so a float model
+    whose control flow depends on its input (an MoE's routing) exports without an error
+    but computes something else; this catches it. Written atomically: on any error
+    nothing is left at `path`.
     """
     onnx = require("onnxruntime", "onnx")
     target = Path(path)
@@ -182,6 +213,8 @@ def export_onnx(
             final = work / "int8.onnx"
             _quantize_layers(plain, final, dynamic)
             onnx.checker.check_model(str(final))
+        if check is not None and not dynamic and not _has_int8(model):
+            _check_traced(model, final, check, arch)
         os.replace(final, target)  # same folder: atomic
     finally:
         shutil.rmtree(work, ignore_errors=True)

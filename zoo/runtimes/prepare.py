@@ -90,9 +90,11 @@ def on_variant(
     example: Mapping[str, torch.Tensor],
     calibration: Sequence[Inputs] = (),
     threads: int | None = None,
+    check: Mapping[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """`model` ready to run on `variant`; `example` traces the ONNX export, `calibration`
-    (a few real batches) sets activation ranges for the runtimes' static int8."""
+    (a few real batches) sets activation ranges for the runtimes' static int8; `check`
+    (other real inputs) must give the model's outputs through the export."""
     from zoo.runtimes.onnx_export import export_onnx
 
     chosen = variant_named(variant) if isinstance(variant, str) else variant
@@ -107,7 +109,7 @@ def on_variant(
             to_sparse_linears(model)
         return model.eval()
     with tempfile.TemporaryDirectory(prefix="zoo-onnx-") as scratch:
-        path = export_onnx(model, example, Path(scratch) / "model.onnx")
+        path = export_onnx(model, example, Path(scratch) / "model.onnx", check)
         if chosen.quantizer == "onnxruntime":
             from zoo.runtimes.onnxrt import quantize_onnx
 
@@ -143,7 +145,13 @@ def sample_inputs(folder: str | os.PathLike[str]) -> Inputs:
     return samples
 
 
-def on_runtime(model: nn.Module, runtime: str, folder: str | os.PathLike[str]) -> nn.Module:
-    """The model of export `folder` on `runtime` (one of zoo.runtimes.table.RUNTIMES)."""
+def on_runtime_of(model: nn.Module, runtime: str, inputs: Inputs) -> nn.Module:
+    """`model` on `runtime` (one of zoo.runtimes.table.RUNTIMES), traced with the first
+    of `inputs` and checked on all of them."""
     runtime_named(runtime)
-    return on_variant(model, runtime, sample_inputs(folder))
+    return on_variant(model, runtime, {k: v[:1] for k, v in inputs.items()}, check=inputs)
+
+
+def on_runtime(model: nn.Module, runtime: str, folder: str | os.PathLike[str]) -> nn.Module:
+    """The model of export `folder` on `runtime`, traced with the folder's sample inputs."""
+    return on_runtime_of(model, runtime, sample_inputs(folder))
