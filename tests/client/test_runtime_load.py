@@ -23,10 +23,10 @@ def test_load_on_a_runtime_reproduces_the_recorded_outputs(
     assert model.zoo_ref == SMALL.stub + "@v1"
     samples = load_file(str(tmp_path / "exports" / "export-0" / "samples" / "batch.safetensors"))
     expected = samples.pop("output")
+    images = samples["input"]  # one unnamed input: passed positionally, as to the torch model
     with torch.inference_mode():
-        torch.testing.assert_close(model(**samples), expected, atol=1e-4, rtol=1e-4)
-        one = {k: v[:1] for k, v in samples.items()}
-        torch.testing.assert_close(model(**one), expected[:1], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model(images), expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model(x=images[:1]), expected[:1], atol=1e-4, rtol=1e-4)
 
 
 def test_keep_compressed_is_torch_only(small_store: Callable[..., str]) -> None:

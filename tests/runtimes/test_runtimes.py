@@ -155,3 +155,24 @@ def test_an_export_that_fails_names_the_operator_and_writes_nothing(tmp_path: Pa
         export_onnx(BesselHead(), {"x": torch.randn(2, 4)}, target)
     assert caught.value.operator == "aten::i0" and caught.value.exit_code == 2
     assert list(target.parent.iterdir()) == []  # no model.onnx, no scratch folder
+
+
+class SignRouter(nn.Module):
+    """Routes on its input, as an MoE does: tracing records one branch as the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(x) if bool(x.sum() > 0) else self.down(x)
+
+
+def test_a_traced_route_is_refused_not_exported_wrong(tmp_path: Path) -> None:
+    positive, negative = torch.ones(1, 4), -torch.ones(3, 4)
+    target = tmp_path / "router.onnx"
+    export_onnx(SignRouter(), {"x": positive}, target)  # without a check it "works"
+    target.unlink()
+    with pytest.raises(OnnxExportError, match="data-dependent control flow"):
+        export_onnx(SignRouter(), {"x": positive}, target, check={"x": negative})
+    assert list(tmp_path.iterdir()) == []

@@ -40,7 +40,9 @@ class OnnxRuntimeModel(nn.Module):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
 
-    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs by name, or positionally in the order of the model's forward()."""
+        inputs = {**dict(zip(self.input_names, args, strict=False)), **inputs}
         feed = _numpy({name: inputs[name] for name in self.input_names})
         return torch.from_numpy(self.session.run(None, feed)[0])
 

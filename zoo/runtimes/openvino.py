@@ -41,7 +41,9 @@ class OpenVinoModel(nn.Module):
         )
         self.request = self.compiled.create_infer_request()
 
-    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs by name, or positionally in the order of the model's forward()."""
+        inputs = {**dict(zip(self.input_names, args, strict=False)), **inputs}
         feed = _numpy({name: inputs[name] for name in self.input_names})
         result = self.request.infer(feed)
         return torch.from_numpy(result[self.compiled.output(0)].copy())

@@ -154,4 +154,10 @@ def on_runtime_of(model: nn.Module, runtime: str, inputs: Inputs) -> nn.Module:
 
 def on_runtime(model: nn.Module, runtime: str, folder: str | os.PathLike[str]) -> nn.Module:
     """The model of export `folder` on `runtime`, traced with the folder's sample inputs."""
-    return on_runtime_of(model, runtime, sample_inputs(folder))
+    import inspect
+
+    samples = sample_inputs(folder)
+    if set(samples) == {"input"}:  # one unnamed input (zoo.client.validate's convention)
+        first = next(iter(inspect.signature(model.forward).parameters))
+        samples = {first: samples["input"]}
+    return on_runtime_of(model, runtime, samples)
