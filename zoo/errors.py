@@ -421,9 +421,6 @@ class RuntimePackageMissingError(ZooError, ImportError):
             f"installed. Install it with: {install}"
         )
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 class OnnxExportError(ZooError, RuntimeError):
     """A model torch.onnx cannot export: names the architecture and the operator."""
