@@ -109,7 +109,7 @@ bench-conditional: setup ## MiniLM early exit / MoE upcycling / REAP against den
 	$(PY) bench/conditional_minilm.py --out metrics/conditional_minilm.json
 
 .PHONY: bench-runtimes
-bench-runtimes: setup ## every entry x runtime (torch, ONNX Runtime, OpenVINO) side by side, on the demo's exports (~15 min)
+bench-runtimes: setup ## every entry x runtime (torch, ONNX Runtime, OpenVINO) side by side, on the demo's exports (~40 min on 2 busy cores)
 	$(PY) bench/runtimes.py --out metrics/runtimes/bench.json
 
 .PHONY: onnx-agreement
