@@ -430,7 +430,7 @@ class OnnxExportError(ZooError, RuntimeError):
     def __init__(self, arch: str, operator: str, detail: str) -> None:
         self.arch, self.operator = arch, operator
         super().__init__(
-            f"cannot export {arch} to ONNX: operator {operator!r} has no ONNX form "
-            f"({detail}). Run it with runtime 'torch', or export a model without that "
-            "operator; nothing was written."
+            f"cannot export {arch} to ONNX: {operator!r} has no faithful ONNX form "
+            f"({detail}). Run it with runtime 'torch', or export a model without it; "
+            "nothing was written."
         )
