@@ -112,6 +112,14 @@ bench-conditional: setup ## MiniLM early exit / MoE upcycling / REAP against den
 ct-check: $(SETUP_STAMP) ## the demo's MiniLM exports as compressed-tensors folders, checked in transformers (~5 min)
 	$(PY) bench/ct_demo_check.py --exports models/export --out build/ct_check
 
+.PHONY: bench-runtimes
+bench-runtimes: setup ## every entry x runtime (torch, ONNX Runtime, OpenVINO) side by side, on the demo's exports (~40 min on 2 busy cores)
+	$(PY) bench/runtimes.py --out metrics/runtimes/bench.json
+
+.PHONY: onnx-agreement
+onnx-agreement: setup ## every demo entry exports to ONNX; ONNX Runtime agrees with torch on the test split
+	$(PY) bench/onnx_agreement.py --out metrics/runtimes/onnx_agreement.json
+
 .PHONY: s3-up
 s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in .s3/; then: source .s3/env)
 	$(PY) -m zoo.storage.seaweed up --dir .s3

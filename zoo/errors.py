@@ -395,3 +395,42 @@ class AdapterError(ZooError, ValueError):
     target the base lacks, or tensor shapes that differ from the base's layers."""
 
     exit_code = 2
+
+
+# --- deployment runtimes: ONNX export, ONNX Runtime, OpenVINO (zoo/runtimes/) ---
+
+
+class UnknownRuntimeError(UnknownNameError):
+    """A runtime name not in zoo.runtimes.table; the message lists the installed ones."""
+
+    def __init__(self, name: str, known: Iterable[str], installed: Iterable[str]) -> None:
+        super().__init__("runtime", name, known)
+        self.installed = sorted(installed)
+        self.args = (f"{self.args[0]} Installed here: {', '.join(self.installed) or '(none)'}.",)
+
+
+class RuntimePackageMissingError(ZooError, ImportError):
+    """A runtime whose Python package is not installed; names the package and the command."""
+
+    exit_code = 2
+
+    def __init__(self, runtime: str, package: str, install: str) -> None:
+        self.runtime, self.package, self.install = runtime, package, install
+        super().__init__(
+            f"runtime {runtime!r} needs the Python package {package!r}, which is not "
+            f"installed. Install it with: {install}"
+        )
+
+
+class OnnxExportError(ZooError, RuntimeError):
+    """A model torch.onnx cannot export: names the architecture and the operator."""
+
+    exit_code = 2
+
+    def __init__(self, arch: str, operator: str, detail: str) -> None:
+        self.arch, self.operator = arch, operator
+        super().__init__(
+            f"cannot export {arch} to ONNX: {operator!r} has no faithful ONNX form "
+            f"({detail}). Run it with runtime 'torch', or export a model without it; "
+            "nothing was written."
+        )

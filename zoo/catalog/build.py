@@ -31,7 +31,7 @@ from zoo.client.fmt import (
 from zoo.client.pareto import pareto_front
 from zoo.client.search import metric_value
 from zoo.errors import DownloadIntegrityError
-from zoo.evaluation.schema import figures_of
+from zoo.evaluation.schema import fastest_runtime, figures_of, runtimes_of
 from zoo.index.schema import FACETS, Entry, EntrySummary, parse_ref
 from zoo.storage.base import Store, sha256_bytes
 
@@ -95,10 +95,27 @@ def _row(entry: Entry, aliases: list[str], is_latest: bool, metric: str) -> dict
         "quantized": entry.quantization.scheme,
         "latency_ms": figures.latency_ms if figures else None,
         "latency_noisy": bool(figures and figures.noisy),
+        **_runtime_columns(entry),
         "created_at": entry.created_at,
         "href": f"models/{page_slug(entry.ref)}.html",
         "search": " ".join([str(stub), *aliases, entry.quantization.scheme or ""]).lower(),
     }
+
+
+def _runtime_columns(entry: Entry) -> dict[str, Any]:
+    """Each runtime's batch-1 latency and batch-64 throughput, and the fastest runtime."""
+    on = runtimes_of(entry.benchmarks)
+    rows = []
+    for name, figures in on.items():
+        one, many = figures.batch(1), figures.batch(64)
+        rows.append(
+            {
+                "name": name,
+                "b1_ms": one.p50_ms if one else None,
+                "b64_throughput": many.throughput if many else None,
+            }
+        )
+    return {"runtimes": rows, "fastest_runtime": fastest_runtime(on, 1)}
 
 
 def _model_sparsity(entry: Entry) -> float | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.client.diff import EntryDiff, diff_entries
 from zoo.client.search import Hit, Query, SearchIndex, Threshold
 from zoo.client.session import Session, Snapshot
-from zoo.evaluation.schema import figures_of
+from zoo.evaluation.schema import DEFAULT_RUNTIME, figures_of, figures_on
 from zoo.index.schema import Entry, EntrySummary
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def search(
     registry: str | None = None,
     cache_dir: PathLike | None = None,
     offline: bool | None = None,
+    runtime: str = "torch",
     **facets: str,
 ) -> list[Hit]:
     """Models matching facets (`task="classification"`, `sparse_tag="pruned*"`), conditions
@@ -66,7 +67,13 @@ def search(
     (`pareto="size"`: the smallest model for each accuracy level).
 
     >>> zoo.search(dataset="fashion_mnist", where=["accuracy>=0.85"], sort="size", limit=1)
+
+    `runtime` names whose latency `sort="latency"` and `pareto="latency"` read (figures
+    the benchmark recorded on "onnxruntime" or "openvino"; entries without any sort last).
     """
+    from zoo.runtimes.table import runtime_named
+
+    runtime_named(runtime)  # an unknown name fails here, listing the known ones
     s = session(registry, cache_dir, offline)
     query = Query(
         text=text,
@@ -83,14 +90,18 @@ def search(
         limit=limit,
     )
     index = SearchIndex(s.index.summaries())
-    return index.search(query, latency_of=_latency_lookup(s))
+    return index.search(query, latency_of=_latency_lookup(s, runtime))
 
 
-def _latency_lookup(s: Session) -> Any:
+def _latency_lookup(s: Session, runtime: str = DEFAULT_RUNTIME) -> Any:
     def latency_of(summary: EntrySummary) -> float | None:
         # Benchmarks live in full entries (summaries keep metrics only); read them only
         # when a query sorts or builds a front by latency.
-        return latency_ms(s.index.entry(summary.stub, summary.version).benchmarks)
+        benchmarks = s.index.entry(summary.stub, summary.version).benchmarks
+        if runtime == DEFAULT_RUNTIME:
+            return latency_ms(benchmarks)
+        figures = figures_on(benchmarks, runtime)
+        return None if figures is None else figures.latency_ms
 
     return latency_of
 
@@ -128,10 +139,22 @@ def load(
     cache_dir: PathLike | None = None,
     offline: bool | None = None,
     progress: bool | None = None,
+    runtime: str = "torch",
 ) -> nn.Module:
-    """A ready `nn.Module` (eval mode) for `stub[@version|@alias]`, downloaded if needed."""
+    """A ready `nn.Module` (eval mode) for `stub[@version|@alias]`, downloaded if needed.
+
+    `runtime="onnxruntime"` or `"openvino"` exports the model to ONNX and returns a
+    wrapper around that runtime's compiled model, called like the torch one.
+    """
     from zoo.client.load import load_folder
 
+    if runtime != "torch":  # before any download: a bad name or missing package fails fast
+        from zoo.errors import ConfigError
+        from zoo.runtimes.table import require
+
+        require(runtime)
+        if keep_compressed:
+            raise ConfigError(f"keep_compressed runs CSR layers in torch, not in {runtime}")
     s = session(registry, cache_dir, offline, progress)
     snap = s.download(ref)
     base = s.adapter_base(snap.entry)
@@ -142,6 +165,10 @@ def load(
 
         base_model = load_folder(s.snapshot_folder(base), keep_compressed=keep_compressed)
         model = compose(base_model, snap.folder)
+    if runtime != "torch":
+        from zoo.runtimes.prepare import on_runtime
+
+        model = on_runtime(model, runtime, snap.folder)
     model.zoo_ref = snap.ref  # type: ignore[assignment]
     return model
 

@@ -70,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep only the Pareto front of --metric against size or latency",
     )
     p.add_argument("--metric", default="accuracy", help="quality metric shown (default accuracy)")
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        help="latency measured on this runtime: torch (default), onnxruntime, openvino",
+    )
     p.add_argument("--all-versions", action="store_true", help="not only the latest versions")
     p.add_argument("--limit", type=int)
     _common(p)
@@ -161,6 +166,7 @@ def run_search(args: argparse.Namespace) -> int:
         max_sparsity=args.max_sparsity,
         all_versions=args.all_versions,
         limit=args.limit,
+        runtime=args.runtime,
         **facets,
         **_session_kwargs(args),
     )

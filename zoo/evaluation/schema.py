@@ -167,6 +167,9 @@ class BenchmarkReport:
     model: ModelFigures
     baseline: ModelFigures
     model_csr: ModelFigures | None = None  # the model's sparse layers as CSR matmuls
+    # The model on other runtimes (zoo.runtimes.table: "onnxruntime", "openvino"),
+    # timed in the same interleaved rounds; speedups are to the same baseline.
+    runtimes: dict[str, ModelFigures] = field(default_factory=dict)
 
     @property
     def size_ratio(self) -> float | None:
@@ -180,6 +183,8 @@ class BenchmarkReport:
         }
         if self.model_csr is not None:
             out["model_csr"] = self.model_csr.flat()
+        if self.runtimes:
+            out["runtimes"] = {name: f.flat() for name, f in sorted(self.runtimes.items())}
         return out
 
     @classmethod
@@ -191,16 +196,77 @@ class BenchmarkReport:
         if not isinstance(machine, str) or not machine:
             raise SchemaError(where, f"machine must be a non-empty string, got {machine!r}")
         csr = data.get("model_csr")
+        runtimes = data.get("runtimes", {})
+        if not isinstance(runtimes, Mapping):
+            raise SchemaError(where, f"runtimes must be a mapping, got {runtimes!r}")
+        for name in runtimes:
+            if not isinstance(name, str) or not _RUNTIME_NAME.match(name):
+                raise SchemaError(where, f"runtimes: {name!r} is not a runtime name")
         return cls(
             machine=machine,
             model=ModelFigures.parse(model, f"{where}: model"),
             baseline=ModelFigures.parse(baseline, f"{where}: baseline"),
             model_csr=None if csr is None else ModelFigures.parse(csr, f"{where}: model_csr"),
+            runtimes={
+                name: ModelFigures.parse(values, f"{where}: runtimes.{name}")
+                for name, values in runtimes.items()
+            },
         )
 
     def index_figures(self) -> dict[str, dict[str, Any]]:
-        """What an index entry keeps: {machine: the model's figures}."""
-        return {self.machine: self.model.index_figures()}
+        """What an index entry keeps: {machine: the model's figures}, and the model on
+        each other runtime under `<machine>/<runtime>` (torch stays the plain machine)."""
+        out = {self.machine: self.model.index_figures()}
+        for name, figures in sorted(self.runtimes.items()):
+            out[runtime_key(self.machine, name)] = figures.index_figures()
+        return out
+
+
+#: The runtime an index entry's plain machine key measured (zoo.runtimes.table's first).
+DEFAULT_RUNTIME = "torch"
+_RUNTIME_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def runtime_key(machine: str, runtime: str) -> str:
+    """The benchmarks key of figures measured on `runtime`: `<machine>/<runtime>`."""
+    return machine if runtime == DEFAULT_RUNTIME else f"{machine}/{runtime}"
+
+
+def split_runtime(key: str) -> tuple[str, str]:
+    """(machine, runtime) of a benchmarks key."""
+    machine, _, runtime = key.partition("/")
+    return machine, runtime or DEFAULT_RUNTIME
+
+
+def figures_on(
+    benchmarks: Mapping[str, Mapping[str, Any]], runtime: str, machine: str | None = None
+) -> ModelFigures | None:
+    """An entry's figures on `runtime` (on `machine`, default the first that has them)."""
+    for key in sorted(benchmarks):
+        on_machine, on_runtime = split_runtime(key)
+        if on_runtime == runtime and machine in (None, on_machine):
+            return ModelFigures.parse(benchmarks[key], f"benchmarks[{key!r}]")
+    return None
+
+
+def runtimes_of(
+    benchmarks: Mapping[str, Mapping[str, Any]], machine: str | None = None
+) -> dict[str, ModelFigures]:
+    """{runtime: figures} of one machine (default: the first, by name)."""
+    machines = sorted({split_runtime(key)[0] for key in benchmarks})
+    chosen = machine or (machines[0] if machines else None)
+    out: dict[str, ModelFigures] = {}
+    for key in sorted(benchmarks):
+        on_machine, runtime = split_runtime(key)
+        if on_machine == chosen:
+            out[runtime] = ModelFigures.parse(benchmarks[key], f"benchmarks[{key!r}]")
+    return out
+
+
+def fastest_runtime(figures: Mapping[str, ModelFigures], batch: int) -> str | None:
+    """The runtime with the lowest median latency at `batch`, None when none has it."""
+    timed = {name: f.batches[batch].p50_ms for name, f in figures.items() if batch in f.batches}
+    return min(timed, key=lambda name: timed[name]) if timed else None
 
 
 def figures_of(

@@ -70,6 +70,8 @@ class BenchSettings:
     budget_s: float = 4.0
     warmup: int = 3
     sample_examples: int = 8  # sample inputs/outputs shipped with an export
+    # Also time each entry on these runtimes (zoo.runtimes.table), in the same rounds.
+    runtimes: list[str] = field(default_factory=list)
 
 
 def entry_config(params: Mapping[str, Any], key: str) -> EntryConfig:

@@ -16,7 +16,7 @@ from zoo.data.loaders import SplitTensors, load_split
 from zoo.evaluation.conditional import measure_conditional
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
 from zoo.evaluation.memory import peak_memory_mb
-from zoo.evaluation.schema import BenchmarkReport, ModelFigures
+from zoo.evaluation.schema import DEFAULT_RUNTIME, BenchmarkReport, ModelFigures
 from zoo.evaluation.speed import measure_side_by_side
 from zoo.models import arch_config_of
 from zoo.pipeline.dense import text_tokenizer
@@ -143,6 +143,12 @@ def run_benchmark(
     models: dict[str, nn.Module] = {"model": model, "baseline": baseline}
     if _sparsity(model) >= CSR_MIN_SPARSITY and not _is_quantized(model):
         models["model_csr"] = load_model_folder(model_dir, keep="sparse")
+    runtimes = [r for r in bench.runtimes if r != DEFAULT_RUNTIME]  # torch: `model` itself
+    if runtimes:
+        from zoo.runtimes.prepare import on_runtime_of
+
+        for runtime in runtimes:
+            models[f"runtime/{runtime}"] = on_runtime_of(model, runtime, make_inputs(8))
     batch_sizes = tuple(sorted(bench.batch_sizes))
     timings = measure_side_by_side(
         models,
@@ -178,7 +184,8 @@ def run_benchmark(
     model_size = figures["model"].size_bytes or 0
     figures["model"] = replace(figures["model"], size_ratio=round(base_size / model_size, 3))
     csr = ModelFigures(batches=timings["model_csr"]) if "model_csr" in timings else None
-    return BenchmarkReport(machine_name(), figures["model"], figures["baseline"], csr)
+    on_runtimes = {r: ModelFigures(batches=timings[f"runtime/{r}"]) for r in runtimes}
+    return BenchmarkReport(machine_name(), figures["model"], figures["baseline"], csr, on_runtimes)
 
 
 def _is_quantized(model: nn.Module) -> bool:

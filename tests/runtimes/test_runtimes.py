@@ -1,0 +1,178 @@
+"""ONNX export and the ONNX Runtime / OpenVINO runtimes on small real models: float, static
+int8 (QDQ) and dynamic int8 (MatMulInteger) agree with torch; bad input fails clearly."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from tests.compress.export_identity import text_inputs, tiny_bert
+from zoo.data.loaders import image_tensor
+from zoo.data.sources import get_dataset_spec
+from zoo.errors import OnnxExportError, RuntimePackageMissingError, UnknownRuntimeError
+from zoo.modifiers import quantization as q
+from zoo.runtimes.onnx_export import export_onnx
+from zoo.runtimes.prepare import VARIANTS, applies, on_variant
+from zoo.runtimes.table import RUNTIMES, installed_runtimes, require, runtime_named
+
+TEST_IMAGES = 1000
+
+
+@pytest.fixture(scope="module")
+def test_split() -> tuple[torch.Tensor, torch.Tensor]:
+    spec = get_dataset_spec("fashion_mnist")
+    _, test = spec.read(spec.locate())
+    assert test is not None
+    labels = torch.from_numpy(test["y"][:TEST_IMAGES].astype(np.int64))
+    return image_tensor(test["x"][:TEST_IMAGES], spec), labels
+
+
+def predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat(
+            [model(x=images[i : i + 250]).argmax(1) for i in range(0, len(images), 250)]
+        )
+
+
+class Wrapped(nn.Module):
+    """cnn_small called as the zoo's runtimes call models: with named inputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_float_cnn_agrees_with_torch_on_the_test_split(
+    trained_cnn: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor], runtime: str
+) -> None:
+    images, _ = test_split
+    model = Wrapped(trained_cnn)
+    served = on_variant(model, runtime, {"x": images[:1]})
+    assert type(served).__name__ == {"onnxruntime": "OnnxRuntimeModel"}.get(
+        runtime, "OpenVinoModel"
+    )
+    agreement = (predict(model, images) == predict(served, images)).float().mean()
+    assert agreement >= 0.995
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            served(x=images[:64]), model(x=images[:64]), atol=1e-4, rtol=1e-4
+        )
+
+
+def test_static_int8_cnn_exports_as_qdq_and_keeps_its_accuracy(
+    trained_cnn: nn.Module,
+    fashion: dict[str, torch.Tensor],
+    test_split: tuple[torch.Tensor, torch.Tensor],
+    tmp_path: Path,
+) -> None:
+    images, labels = test_split
+    int8 = copy.deepcopy(trained_cnn)
+    q.quantize_static(int8, [fashion["x"][i : i + 64] for i in range(0, 256, 64)])
+    model = Wrapped(int8)
+    path = export_onnx(model, {"x": images[:1]}, tmp_path / "cnn.onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    served = on_variant(model, "onnxruntime", {"x": images[:1]})
+    accuracy_torch = (predict(model, images) == labels).float().mean()
+    accuracy_ort = (predict(served, images) == labels).float().mean()
+    assert abs(float(accuracy_torch - accuracy_ort)) <= 0.005
+
+
+def test_dynamic_int8_text_model_runs_its_int8_layers_as_matmulinteger(tmp_path: Path) -> None:
+    model = tiny_bert(seed=0)
+    plan = q.quantize_dynamic(model)
+    inputs = text_inputs()
+    path = export_onnx(model, {k: v[:1, :5] for k, v in inputs.items()}, tmp_path / "bert.onnx")
+    graph = onnx.load(str(path)).graph
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == len(plan.dynamic)
+    assert [i.name for i in graph.input] == ["input_ids", "attention_mask"]
+    served = on_variant(model, "onnxruntime", {k: v[:1, :5] for k, v in inputs.items()})
+    with torch.inference_mode():  # other batch and sequence sizes than the traced ones
+        torch.testing.assert_close(served(**inputs), model(**inputs), atol=0.05, rtol=0.05)
+
+
+def test_runtime_quantizers_apply_to_float_models_only(trained_cnn: nn.Module) -> None:
+    int8 = copy.deepcopy(trained_cnn)
+    q.quantize_dynamic(int8)
+    names = {v.name for v in VARIANTS if applies(v, int8)}
+    assert names == {"torch", "onnxruntime", "openvino"}
+    assert {"onnxruntime-int8", "openvino-int8"} <= {
+        v.name for v in VARIANTS if applies(v, trained_cnn)
+    }
+
+
+def test_unknown_runtime_lists_the_installed_ones() -> None:
+    from zoo.client import api
+
+    with pytest.raises(UnknownRuntimeError) as caught:
+        api.load("zoo:cv/classification/mlp/fashion_mnist/base", runtime="tensorrt")
+    message = str(caught.value)
+    assert "'tensorrt'" in message and "Installed here: onnxruntime, openvino, torch" in message
+    assert caught.value.exit_code == 2
+    assert installed_runtimes() == [r.name for r in RUNTIMES]
+
+
+def test_a_missing_runtime_package_names_it_and_its_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zoo.client import api
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what Python sees when it is absent
+    assert "openvino" not in installed_runtimes()
+    with pytest.raises(RuntimePackageMissingError, match=r"pip install .*openvino==2026\.4\.1"):
+        api.load("zoo:cv/classification/mlp/fashion_mnist/base", runtime="openvino")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(RuntimePackageMissingError, match=r"package 'onnx'.*pip install onnx=="):
+        require("onnxruntime", "onnx")
+    assert runtime_named("torch").package == "torch"
+
+
+class BesselHead(nn.Module):
+    """A layer whose operator (aten::i0) torch.onnx cannot export."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.special.i0(self.linear(x))
+
+
+def test_an_export_that_fails_names_the_operator_and_writes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "model.onnx"
+    with pytest.raises(OnnxExportError, match=r"BesselHead.*'aten::i0'") as caught:
+        export_onnx(BesselHead(), {"x": torch.randn(2, 4)}, target)
+    assert caught.value.operator == "aten::i0" and caught.value.exit_code == 2
+    assert list(target.parent.iterdir()) == []  # no model.onnx, no scratch folder
+
+
+class SignRouter(nn.Module):
+    """Routes on its input, as an MoE does: tracing records one branch as the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(4, 2), nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(x) if bool(x.sum() > 0) else self.down(x)
+
+
+def test_a_traced_route_is_refused_not_exported_wrong(tmp_path: Path) -> None:
+    positive, negative = torch.ones(1, 4), -torch.ones(3, 4)
+    target = tmp_path / "router.onnx"
+    export_onnx(SignRouter(), {"x": positive}, target)  # without a check it "works"
+    target.unlink()
+    with pytest.raises(OnnxExportError, match="data-dependent control flow"):
+        export_onnx(SignRouter(), {"x": positive}, target, check={"x": negative})
+    assert list(tmp_path.iterdir()) == []
