@@ -153,6 +153,11 @@ class Modifier:
                 "update_frequency", f"must be > 0 or -1, got {self.update_frequency}"
             )
 
+    def runs_oneshot(self) -> bool:
+        """Whether this modifier, with its fields, is a one-shot one (a stage without a
+        run_type is one-shot when all its modifiers are, as llm-compressor infers it)."""
+        return type(self).oneshot_capable
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
