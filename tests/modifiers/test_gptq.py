@@ -145,7 +145,9 @@ def test_bad_actorder_and_damping_are_reported_together() -> None:
 def test_gptq_in_a_train_stage_is_refused() -> None:
     from zoo.recipes import RecipeManager
 
-    text = _recipe(extra="      group_size: 32\n").replace("quant_modifiers:", "run_type: train\n  quant_modifiers:")
+    text = _recipe(extra="      group_size: 32\n").replace(
+        "quant_modifiers:", "run_type: train\n  quant_modifiers:"
+    )
     model = tiny_bert(0)
     manager = RecipeManager(parse_recipe(text))
     with pytest.raises(RecipeError, match="GPTQ runs one-shot"):

@@ -32,7 +32,11 @@ def record(rec: Recording) -> dict[str, Any] | None:
         return None
     grid = found.grid
     shapes: dict[str, list[int]] = {}
-    for name, layer in found.layers.items():
+    # In model order, whatever order the layers were quantized or listed in config.json
+    # (written with sorted keys): a loaded model must write the same bytes.
+    order = [n for n, _ in rec.model.named_modules() if n in found.layers]
+    for name in order:
+        layer = found.layers[name]
         weight = rec.model.get_parameter(f"{name}.weight")
         codes = wo.layer_codes(weight, layer, grid, name)
         del rec.state[f"{name}.weight"]
