@@ -47,7 +47,7 @@ RTN_W4A16 = f"""
 quant_stage:
   quant_modifiers:
     QuantizationModifier:
-      targets: ["{ENCODER_LINEARS}"]
+      targets: ['{ENCODER_LINEARS}']
       scheme: W4A16
 """
 
@@ -118,6 +118,14 @@ def _linear_bytes(folder: Path) -> dict[str, Any]:
     return {"stored": stored, "fp32": fp32, "ratio": round(stored / fp32, 4)}
 
 
+class _Results(dict[str, Any]):
+    """Prints each figure as it is measured: a long run that fails late keeps the rest."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        print(f"{key}: {json.dumps(value)}", flush=True)
+        super().__setitem__(key, value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dense", type=Path, default=REPO / "models/dense/text")
@@ -141,7 +149,7 @@ def main() -> int:
     test = load_split(args.data, "test", tokenizer=tokenizer)
     calibration = [inputs for inputs, _ in train.batches(BATCH)]
     dense = load_checkpoint(args.dense).eval()
-    result: dict[str, Any] = {"calibration_reviews": CALIBRATION_REVIEWS, "test_reviews": len(test)}
+    result = _Results({"calibration_reviews": CALIBRATION_REVIEWS, "test_reviews": len(test)})
     result["dense_accuracy"] = round(evaluate(dense, test).accuracy, 4)
 
     result["layer_error_w4a16_g128"] = _relative_errors(dense, calibration, WeightGrid(4, 128))
@@ -170,7 +178,6 @@ def main() -> int:
         result[f"{label}_accuracy"] = round(evaluate(model, test).accuracy, 4)
 
     text = json.dumps(result, indent=2)
-    print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")

@@ -198,7 +198,10 @@ class GPTQModifier(Modifier):
             raise self.locate(exc.with_context(modifier=self.type_name)) from None
         if resolved is None:
             raise self.field_error(
-                "scheme", "give a scheme (W4A16 or W8A16) or config_groups: GPTQ needs a grid"
+                "scheme",
+                "GPTQModifier without scheme or config_groups is known, not supported here: "
+                "SparseML's form quantizes with its default W8A8 scheme (int8 activations), "
+                "and GPTQ here quantizes weights only; write scheme: W4A16 or W8A16",
             )
         return resolved
 

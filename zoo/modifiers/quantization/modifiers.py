@@ -172,6 +172,10 @@ class QuantizationModifier(_QuantModifierBase):
         "disable_observer_epoch": "disable_quantization_observer_epoch",
         "targets": "params",  # llm-compressor
     }
+    # llm-compressor's (deprecated) scheduling switch: how, not what, it computes
+    ignored_fields: ClassVar[frozenset[str]] = _QuantModifierBase.ignored_fields | {
+        "sequential_update"
+    }
     unsupported_fields: ClassVar[dict[str, str]] = {
         k: v
         for k, v in _QuantModifierBase.unsupported_fields.items()
