@@ -79,6 +79,8 @@ def test_export_and_load_give_the_same_outputs_and_bytes(
         assert torch.equal(loaded(**x), before)
     record = record_of(loaded)
     assert record is not None and record.method == "gptq"
+    facts = json.loads((tmp_path / "a/zoo.json").read_text())["quantization"]
+    assert facts["scheme"] == record.scheme.lower() and facts["method"] == "gptq"
     stored, fp32 = _linear_weight_bytes(tmp_path / "a")
     assert stored <= ratio * fp32
     export_model(loaded, tmp_path / "b", sample_inputs=x)  # a loaded model writes the same
