@@ -108,6 +108,10 @@ bench: setup ## run the benchmarks; each prints ratios measured side by side in 
 bench-conditional: setup ## MiniLM early exit / MoE upcycling / REAP against dense (~10 min)
 	$(PY) bench/conditional_minilm.py --out metrics/conditional_minilm.json
 
+.PHONY: bench-gptq
+bench-gptq: setup ## GPTQ vs round-to-nearest layer error, W4A16 / SmoothQuant accuracy on the demo's dense MiniLM (after make demo)
+	$(PY) bench/gptq_minilm.py --out metrics/gptq_minilm.json
+
 .PHONY: s3-up
 s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in .s3/; then: source .s3/env)
 	$(PY) -m zoo.storage.seaweed up --dir .s3

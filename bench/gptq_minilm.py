@@ -40,7 +40,7 @@ quant_stage:
       ignore: [classifier]
 """
 SMOOTH = """    - type: SmoothQuantModifier
-      smoothing_strength: 0.5
+      smoothing_strength: {strength}
       mappings: [[["re:.*attention.output.dense"], "re:.*attention.self.value"]]
 """
 RTN_W4A16 = f"""
@@ -105,55 +105,19 @@ def _linear_bytes(folder: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     from zoo.compress.sparse import unpack_state
+    from zoo.compress.weight_int import quantized_weight_bytes
 
     config = json.loads((folder / "config.json").read_text())
-    (entry,) = [t for t in config["compression"]["transforms"] if t["type"] == "weight_int"]
     state = unpack_state(load_file(folder / "model.safetensors"), config["compression"]["encoding"])
-    stored = sum(
-        v.numel() * v.element_size()
-        for k, v in state.items()
-        if k.rpartition(".")[0] in entry["layers"] and not k.endswith(".bias")
-    )
-    fp32 = sum(4 * torch.Size(s).numel() for s in entry["layers"].values())
+    stored, fp32 = quantized_weight_bytes(config, state)
     return {"stored": stored, "fp32": fp32, "ratio": round(stored / fp32, 4)}
 
 
-class _Results(dict[str, Any]):
-    """Prints each figure as it is measured: a long run that fails late keeps the rest."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        print(f"{key}: {json.dumps(value)}", flush=True)
-        super().__setitem__(key, value)
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dense", type=Path, default=REPO / "models/dense/text")
-    parser.add_argument("--data", type=Path, default=REPO / "data/rotten_tomatoes")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-
+def _w4a16(dense: nn.Module, calibration: list[Any], test: Any, result: dict[str, Any]) -> None:
     from zoo.compress.export import export_model
     from zoo.compress.load import load_exported
-    from zoo.data import load_split
-    from zoo.models.checkpoint import load_checkpoint
-    from zoo.models.text import load_tokenizer
-    from zoo.modifiers.quantization.weight_only import WeightGrid
     from zoo.recipes import oneshot
     from zoo.training.trainer import evaluate
-
-    tokenizer = load_tokenizer()
-    train = load_split(args.data, "train", limit=CALIBRATION_REVIEWS, tokenizer=tokenizer)
-    test = load_split(args.data, "test", tokenizer=tokenizer)
-    calibration = [inputs for inputs, _ in train.batches(BATCH)]
-    dense = load_checkpoint(args.dense).eval()
-    result = _Results({"calibration_reviews": CALIBRATION_REVIEWS, "test_reviews": len(test)})
-    result["dense_accuracy"] = round(evaluate(dense, test).accuracy, 4)
-
-    result["layer_error_w4a16_g128"] = _relative_errors(dense, calibration, WeightGrid(4, 128))
-    result["layer_error_w8a16"] = _relative_errors(dense, calibration, WeightGrid(8))
 
     gptq = copy.deepcopy(dense)
     started = time.perf_counter()
@@ -172,10 +136,64 @@ def main() -> int:
     oneshot(rtn, RTN_W4A16, calibration)
     result["rtn_w4a16_accuracy"] = round(evaluate(rtn, test).accuracy, 4)
 
-    for label, smooth in (("static_w8a8", ""), ("static_w8a8_smoothquant", SMOOTH)):
+
+def _static(dense: nn.Module, calibration: list[Any], test: Any, result: dict[str, Any]) -> None:
+    from zoo.recipes import oneshot
+    from zoo.training.trainer import evaluate
+
+    variants = {
+        "static_w8a8": "",
+        "static_w8a8_smoothquant_0.5": SMOOTH.format(strength=0.5),
+        "static_w8a8_smoothquant_0.8": SMOOTH.format(strength=0.8),
+    }
+    for label, smooth in variants.items():
         model = copy.deepcopy(dense)
         oneshot(model, STATIC.format(smooth=smooth), calibration)
         result[f"{label}_accuracy"] = round(evaluate(model, test).accuracy, 4)
+
+
+class _Results(dict[str, Any]):
+    """Prints each figure as it is measured: a long run that fails late keeps the rest."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        print(f"{key}: {json.dumps(value)}", flush=True)
+        super().__setitem__(key, value)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dense", type=Path, default=REPO / "models/dense/text")
+    parser.add_argument("--data", type=Path, default=REPO / "data/rotten_tomatoes")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--parts", default="layers,w4a16,static", help="comma-separated: layers, w4a16, static"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+    from zoo.data import load_split
+    from zoo.models.checkpoint import load_checkpoint
+    from zoo.models.text import load_tokenizer
+    from zoo.modifiers.quantization.weight_only import WeightGrid
+    from zoo.training.trainer import evaluate
+
+    tokenizer = load_tokenizer()
+    train = load_split(args.data, "train", limit=CALIBRATION_REVIEWS, tokenizer=tokenizer)
+    test = load_split(args.data, "test", tokenizer=tokenizer)
+    calibration = [inputs for inputs, _ in train.batches(BATCH)]
+    dense = load_checkpoint(args.dense).eval()
+    result = _Results({"calibration_reviews": CALIBRATION_REVIEWS, "test_reviews": len(test)})
+    result["dense_accuracy"] = round(evaluate(dense, test).accuracy, 4)
+
+    parts = set(args.parts.split(","))
+    if "layers" in parts:
+        result["layer_error_w4a16_g128"] = _relative_errors(dense, calibration, WeightGrid(4, 128))
+        result["layer_error_w8a16"] = _relative_errors(dense, calibration, WeightGrid(8))
+    if "w4a16" in parts:
+        _w4a16(dense, calibration, test, result)
+    if "static" in parts:
+        _static(dense, calibration, test, result)
 
     text = json.dumps(result, indent=2)
     if args.out is not None:

@@ -43,18 +43,26 @@ def _quantized(recipe_fields: str, modifier: str = "GPTQModifier") -> nn.Module:
 
 def _linear_weight_bytes(folder: Path) -> tuple[int, int]:
     """(bytes of the quantized layers' stored tensors, their fp32 bytes)."""
-    config = json.loads((folder / "config.json").read_text())
-    (entry,) = [t for t in config["compression"]["transforms"] if t["type"] == "weight_int"]
     from zoo.compress.sparse import unpack_state
+    from zoo.compress.weight_int import quantized_weight_bytes
 
-    state = unpack_state(load_file(folder / "model.safetensors"), config["compression"]["encoding"])
-    stored = sum(
-        v.numel() * v.element_size()
-        for k, v in state.items()
-        if k.rpartition(".")[0] in entry["layers"] and not k.endswith(".bias")
+    config = json.loads((folder / "config.json").read_text())
+    encoding = config["compression"]["encoding"]
+    return quantized_weight_bytes(
+        config, unpack_state(load_file(folder / "model.safetensors"), encoding)
     )
-    fp32 = sum(4 * torch.Size(shape).numel() for shape in entry["layers"].values())
-    return stored, fp32
+
+
+def _export_and_load(model: nn.Module, folder: Path) -> nn.Module:
+    """Export, load back, and check the loaded model computes exactly the same."""
+    x = text_inputs()
+    with torch.inference_mode():
+        before = model(**x)
+    export_model(model, folder, sample_inputs=x)
+    loaded = load_exported(folder)
+    with torch.inference_mode():
+        assert torch.equal(loaded(**x), before)
+    return loaded
 
 
 @pytest.mark.parametrize(
@@ -69,21 +77,14 @@ def _linear_weight_bytes(folder: Path) -> tuple[int, int]:
 def test_export_and_load_give_the_same_outputs_and_bytes(
     fields: str, ratio: float, tmp_path: Path
 ) -> None:
-    model = _quantized(fields)
-    x = text_inputs()
-    with torch.inference_mode():
-        before = model(**x)
-    export_model(model, tmp_path / "a", sample_inputs=x)
-    loaded = load_exported(tmp_path / "a")
-    with torch.inference_mode():
-        assert torch.equal(loaded(**x), before)
+    loaded = _export_and_load(_quantized(fields), tmp_path / "a")
     record = record_of(loaded)
     assert record is not None and record.method == "gptq"
     facts = json.loads((tmp_path / "a/zoo.json").read_text())["quantization"]
     assert facts["scheme"] == record.scheme.lower() and facts["method"] == "gptq"
     stored, fp32 = _linear_weight_bytes(tmp_path / "a")
     assert stored <= ratio * fp32
-    export_model(loaded, tmp_path / "b", sample_inputs=x)  # a loaded model writes the same
+    export_model(loaded, tmp_path / "b", sample_inputs=text_inputs())  # the same bytes again
     assert (tmp_path / "a/model.safetensors").read_bytes() == (
         tmp_path / "b/model.safetensors"
     ).read_bytes()
@@ -95,14 +96,7 @@ def test_round_to_nearest_scheme_exports_too(tmp_path: Path) -> None:
         "          weights: {num_bits: 4, type: int, symmetric: true, strategy: group,"
         " group_size: 16}\n"
     )
-    model = _quantized(groups, "QuantizationModifier")
-    x = text_inputs()
-    with torch.inference_mode():
-        before = model(**x)
-    export_model(model, tmp_path / "rtn", sample_inputs=x)
-    loaded = load_exported(tmp_path / "rtn")
-    with torch.inference_mode():
-        assert torch.equal(loaded(**x), before)
+    loaded = _export_and_load(_quantized(groups, "QuantizationModifier"), tmp_path / "rtn")
     record = record_of(loaded)
     assert record is not None and record.method == "rtn" and record.grid.group_size == 16
 

@@ -109,3 +109,20 @@ def load(model: nn.Module, weights: Weights, transform: dict[str, Any]) -> nn.Mo
     load_state(model, weights.state)
     wo.attach(model, found)
     return model
+
+
+def quantized_weight_bytes(
+    config: dict[str, Any], state: dict[str, torch.Tensor]
+) -> tuple[int, int]:
+    """(bytes the quantized layers' weights take in a folder's decoded `state`, the same
+    weights' fp32 bytes), from its config.json; biases are not counted (they stay float)."""
+    entries = (config.get("compression") or {}).get("transforms", [])
+    layers: dict[str, list[int]] = next(
+        (t["layers"] for t in entries if t.get("type") == "weight_int"), {}
+    )
+    stored = sum(
+        v.numel() * v.element_size()
+        for k, v in state.items()
+        if k.rpartition(".")[0] in layers and not k.endswith(".bias")
+    )
+    return stored, sum(4 * math.prod(shape) for shape in layers.values())

@@ -232,6 +232,17 @@ class Modifier:
     def after_step(self, state: ModifierState) -> None:
         """Right after optimizer.step(); `state.step` already counts the step just taken."""
 
+    def calibration_of(self, state: ModifierState) -> Iterable[Any]:
+        """`state.calibration`, or an error saying that this modifier needs it."""
+        if state.calibration is None:
+            raise RecipeError(
+                f"{self.type_name} needs calibration data: oneshot(model, recipe, "
+                "calibration_batches) or manager.modify(..., calibration=batches)",
+                modifier=self.type_name,
+                field="calibration",
+            )
+        return state.calibration
+
     def apply_oneshot(self, state: ModifierState) -> None:
         """Do the whole technique at once with `state.calibration` (run_type "oneshot")."""
         raise RecipeError(

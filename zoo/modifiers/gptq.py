@@ -231,12 +231,7 @@ class GPTQModifier(Modifier):
             raise self.locate(exc.with_context(modifier=self.type_name)) from None
 
     def apply_oneshot(self, state: ModifierState) -> None:
-        if state.calibration is None:
-            raise RecipeError(
-                "GPTQ needs calibration data: oneshot(model, recipe, calibration_batches)",
-                modifier=self.type_name,
-                field="calibration",
-            )
+        calibration = self.calibration_of(state)
         refuse_twice(state.model, self.type_name)
         grid = self.grid()
         actorder = parse_actorder(self.resolved().actorder or self.actorder)
@@ -256,7 +251,7 @@ class GPTQModifier(Modifier):
                 layer_weight(module).copy_(new)
             record.layers[name] = layer
 
-        run_sequential(state.model, layers, state.calibration, quantize, want_hessian=True)
+        run_sequential(state.model, layers, calibration, quantize, want_hessian=True)
         attach(state.model, record)
         self._done = True
 

@@ -222,13 +222,7 @@ class SmoothQuantModifier(Modifier):
         self.resolve(model)
 
     def apply_oneshot(self, state: ModifierState) -> None:
-        if state.calibration is None:
-            raise RecipeError(
-                "SmoothQuant needs calibration data: oneshot(model, recipe, calibration_batches)",
-                modifier=self.type_name,
-                field="calibration",
-            )
-        batches = list(state.calibration)[: self.num_calibration_steps]
+        batches = list(self.calibration_of(state))[: self.num_calibration_steps]
         if not batches:
             raise RecipeError(
                 "the calibration data is empty", modifier=self.type_name, field="calibration"

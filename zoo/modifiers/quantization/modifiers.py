@@ -331,17 +331,10 @@ class PostTrainingQuantizationModifier(_QuantModifierBase):
 
 def static_oneshot(mod: _QuantModifierBase, state: ModifierState, steps: int | None = None) -> None:
     """Static int8 in one go: fuse, calibrate activation ranges, convert."""
-    from zoo.errors import RecipeError
-
-    if state.calibration is None:
-        raise RecipeError(
-            "static quantization needs calibration data: pass calibration batches to oneshot()",
-            modifier=mod.type_name,
-            field="calibration",
-        )
+    calibration = mod.calibration_of(state)
     refuse_twice(state.model, mod.type_name)
     prepare_static(state.model, mod.module_targets(state.model), mod.ignore, mod.reduce_range)
-    if calibrate(state.model, state.calibration, steps) == 0:
+    if calibrate(state.model, calibration, steps) == 0:
         raise RecipeError(
             "the calibration data is empty", modifier=mod.type_name, field="calibration"
         )
