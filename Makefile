@@ -120,6 +120,10 @@ bench-runtimes: setup ## every entry x runtime (torch, ONNX Runtime, OpenVINO) s
 onnx-agreement: setup ## every demo entry exports to ONNX; ONNX Runtime agrees with torch on the test split
 	$(PY) bench/onnx_agreement.py --out metrics/runtimes/onnx_agreement.json
 
+.PHONY: bench-gptq
+bench-gptq: setup ## GPTQ vs round-to-nearest layer error, W4A16 / SmoothQuant accuracy on the demo's dense MiniLM (after make demo)
+	$(PY) bench/gptq_minilm.py --out metrics/gptq_minilm.json
+
 .PHONY: s3-up
 s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in .s3/; then: source .s3/env)
 	$(PY) -m zoo.storage.seaweed up --dir .s3

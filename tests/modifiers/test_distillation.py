@@ -138,3 +138,43 @@ def test_layer_kd_names_a_missing_layer() -> None:
     manager = RecipeManager(parse_recipe(LAYER.replace("features.1: features.1", "fetaures.1: x")))
     with pytest.raises(RecipeError, match=r"student has no layer 'fetaures\.1'.*Did you mean"):
         manager.modify(student, torch.optim.SGD(student.parameters(), lr=0.1), 1, teacher=teacher)
+
+
+class _KeywordNet(nn.Module):
+    """Takes a dict batch by keyword (as transformers models do) and records what it got."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.net = _mlp((16,), seed)
+        self.seen: list[set[str]] = []
+
+    def forward(self, x: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        self.seen.append({"x", *extra})
+        return self.net(x)
+
+
+def _keyword_kd(keys: str) -> tuple[_KeywordNet, float]:
+    teacher, student = _KeywordNet(1), _KeywordNet(2)
+    recipe = (
+        "modifiers:\n  - !OutputDistillationModifier\n    start_epoch: 0\n    hardness: 1.0\n"
+        f"    teacher_input_keys: {keys}\n"
+    )
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.0)
+    manager = RecipeManager(parse_recipe(recipe))
+    manager.modify(student, optimizer, steps_per_epoch=1, teacher=teacher)
+    batch = {"x": _batch(0), "labels": torch.zeros(32)}
+    out = student(**batch)
+    loss = manager.loss_update(out.sum() * 0.0, inputs=batch, outputs=out)
+    return teacher, float(loss.detach())
+
+
+def test_teacher_input_keys_pick_what_the_teacher_gets() -> None:
+    teacher, loss = _keyword_kd("[x]")
+    assert teacher.seen == [{"x"}] and loss > 0
+    teacher, _ = _keyword_kd("null")  # SparseML: none means the whole batch
+    assert teacher.seen == [{"x", "labels"}]
+
+
+def test_teacher_input_keys_missing_from_the_batch_are_an_error() -> None:
+    with pytest.raises(RecipeError, match=r"teacher_input_keys \['pixel_values'\] are not in"):
+        _keyword_kd("[x, pixel_values]")

@@ -21,6 +21,7 @@ from torch import nn
 from zoo.errors import RecipeError
 from zoo.models import get_model
 from zoo.models.tiny import TINY
+from zoo.modifiers.quantization.weight_only import record_of
 from zoo.recipes import RecipeManager, check_model, load_recipe, oneshot
 from zoo.recipes.schema import Recipe
 
@@ -34,6 +35,15 @@ def _llama() -> nn.Module:
 
     config = TINY["llama"](64)
     config.num_hidden_layers = 6  # llm-compressor's test_tiny2 names model.layers.0 to 5
+    return LlamaForCausalLM(config)
+
+
+def _llama128() -> nn.Module:
+    """Wide enough (128 input columns) for llm-compressor's W4A16 groups of 128."""
+    from transformers import LlamaForCausalLM
+
+    config = TINY["llama"](64)
+    config.hidden_size, config.intermediate_size, config.head_dim = 128, 256, 32
     return LlamaForCausalLM(config)
 
 
@@ -54,6 +64,7 @@ def _images() -> torch.Tensor:
 
 MODELS: dict[str, tuple[Callable[[], nn.Module], Callable[[], Any]]] = {
     "llama": (_llama, _tokens),
+    "llama128": (_llama128, _tokens),
     "bert_qa": (lambda: _bert("qa"), _tokens),
     "bert_cls": (lambda: _bert("cls"), _tokens),
     "mlp": (lambda: get_model("mlp", hidden=(64, 32), num_classes=10, in_features=784), _images),
@@ -125,9 +136,14 @@ def test_published_recipe_is_applied_or_refused_clearly(path: Path) -> None:
     model = build()
     promised = _sparsity_targets(recipe, model)
     _apply(recipe, model, batches)
+    # Weight-only int4 after pruning keeps the pruned zeros and may round more weights to 0.
+    quantized_after = record_of(model) is not None
     for name, sparsity in promised:
         zeros = float((model.get_parameter(name) == 0).float().mean())
-        assert zeros == pytest.approx(sparsity, abs=0.02), (name, zeros, sparsity)
+        if quantized_after:
+            assert zeros >= sparsity - 0.02, (name, zeros, sparsity)
+        else:
+            assert zeros == pytest.approx(sparsity, abs=0.02), (name, zeros, sparsity)
 
 
 def test_corpus_holds_at_least_25_recipes_from_both_projects() -> None:

@@ -254,14 +254,20 @@ def test_constant_pruning_reads_llm_compressor_fields_and_errors_name_targets() 
     assert "field 'targets'" in str(info.value) and "field 'params'" not in str(info.value)
 
 
-def test_gptq_is_known_not_supported_not_a_typo() -> None:
+def test_gptq_is_read_as_gptq_not_a_typo() -> None:
+    recipe = parse_recipe(
+        "quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n"
+        "      scheme: W4A16\n      targets: Linear\n"
+    )
+    (modifier,) = recipe.stages[0].modifiers
+    assert modifier.type_name == "GPTQModifier" and recipe.stages[0].run_type == "oneshot"
+
+
+def test_a_modifier_known_but_not_here_is_not_a_typo() -> None:
     with pytest.raises(RecipeError) as info:
-        parse_recipe(
-            "quant_stage:\n  quant_modifiers:\n    GPTQModifier:\n"
-            "      scheme: W4A16\n      targets: Linear\n"
-        )
+        parse_recipe("quant_stage:\n  quant_modifiers:\n    AWQModifier:\n      targets: Linear\n")
     message = str(info.value)
-    assert "GPTQModifier is known, not supported here" in message
+    assert "AWQModifier is known, not supported here" in message
     assert "Did you mean" not in message
 
 
@@ -299,7 +305,9 @@ def test_validate_reports_all_three_errors_and_exits_2(
         ("SparseGPTModifier", "quantize: true"),
         ("WandaPruningModifier", "owl_m: 5"),
         ("QuantizationModifier", "tensorrt: true"),
-        ("QuantizationModifier", "scheme: W4A16"),
+        ("QuantizationModifier", "scheme: NVFP4"),
+        ("QuantizationModifier", "quantize_embeddings: true"),
+        ("PostTrainingQuantizationModifier", "model_fuse_fn_name: fuse_module"),
     ],
 )
 def test_fields_that_would_change_the_result_are_refused_not_ignored(
@@ -315,7 +323,8 @@ def test_fields_at_the_value_this_zoo_always_uses_are_accepted() -> None:
         _stage(
             "      - {type: GMPruningModifier, phased: false, score_type: magnitude,"
             " end_epoch: 2}\n"
-            "      - {type: QuantizationModifier, tensorrt: false, start_epoch: 2}\n"
+            "      - {type: QuantizationModifier, tensorrt: false, start_epoch: 2,"
+            " quantize_embeddings: false}\n"
         )
     )
 

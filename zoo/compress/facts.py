@@ -8,6 +8,7 @@ from torch import nn
 from zoo.evaluation.counting import count_nonzero, count_parameters
 from zoo.index.schema import QuantizationFacts, SparsityFacts
 from zoo.modifiers import quantization as q
+from zoo.modifiers.quantization.weight_only import record_of
 
 _METHODS = {"qat": "qat", "static": "ptq", "dynamic": "dynamic"}
 
@@ -71,6 +72,18 @@ def sparsity_facts(
 
 def quantization_facts(model: nn.Module) -> QuantizationFacts:
     plan = q.plan_of(model)
+    weight_only = record_of(model)
+    if plan is None and weight_only is not None:
+        grid = weight_only.grid
+        return QuantizationFacts(
+            scheme=weight_only.scheme.lower(),
+            weight_bits=grid.bits,
+            activation_bits=None,  # float activations
+            granularity="per_channel" if grid.group_size is None else "per_group",
+            symmetric=True,
+            method=weight_only.method,
+            layers=list(weight_only.layers),
+        )
     if plan is None:
         return QuantizationFacts()
     layers = [n.removesuffix(".weight") for n, w in _layer_weights(model).items() if w.is_quantized]

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.compress import adapter, exits, experts, int8, lowrank, sharing, structure
+from zoo.compress import adapter, exits, experts, int8, lowrank, sharing, structure, weight_int
 from zoo.compress.sparse import pack_state, unpack_state
 from zoo.compress.transform import Recording, Transform, Weights, load_state
 from zoo.errors import CompressedFormatError
@@ -52,6 +52,7 @@ TRANSFORMS: tuple[Transform, ...] = (
     Transform("resize", structure.record, replay=structure.replay),
     Transform("weight_sharing", sharing.record, load=sharing.load),
     Transform("int8", int8.record, load=int8.load),
+    Transform("weight_int", weight_int.record, load=weight_int.load),
 )
 _BY_NAME = {t.name: t for t in TRANSFORMS}
 

@@ -153,6 +153,11 @@ class Modifier:
                 "update_frequency", f"must be > 0 or -1, got {self.update_frequency}"
             )
 
+    def runs_oneshot(self) -> bool:
+        """Whether this modifier, with its fields, is a one-shot one (a stage without a
+        run_type is one-shot when all its modifiers are, as llm-compressor infers it)."""
+        return type(self).oneshot_capable
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
@@ -226,6 +231,17 @@ class Modifier:
 
     def after_step(self, state: ModifierState) -> None:
         """Right after optimizer.step(); `state.step` already counts the step just taken."""
+
+    def calibration_of(self, state: ModifierState) -> Iterable[Any]:
+        """`state.calibration`, or an error saying that this modifier needs it."""
+        if state.calibration is None:
+            raise RecipeError(
+                f"{self.type_name} needs calibration data: oneshot(model, recipe, "
+                "calibration_batches) or manager.modify(..., calibration=batches)",
+                modifier=self.type_name,
+                field="calibration",
+            )
+        return state.calibration
 
     def apply_oneshot(self, state: ModifierState) -> None:
         """Do the whole technique at once with `state.calibration` (run_type "oneshot")."""

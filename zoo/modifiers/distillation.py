@@ -236,8 +236,12 @@ class LayerDistiller:
 _TEACHER_KEY = "distillation.teacher_outputs"
 
 
-def teacher_outputs(state: ModifierState, inputs: Any) -> Any:
-    """The teacher's outputs on `inputs`, computed once per step (eval mode, no_grad)."""
+def teacher_outputs(state: ModifierState, inputs: Any, keys: list[str] | None = None) -> Any:
+    """The teacher's outputs on `inputs`, computed once per step (eval mode, no_grad).
+
+    `keys` (SparseML's ``teacher_input_keys``): pass the teacher only these entries of a
+    dict batch; None or empty passes the whole batch.
+    """
     from zoo.errors import RecipeError
 
     if state.teacher is None:
@@ -245,13 +249,33 @@ def teacher_outputs(state: ModifierState, inputs: Any) -> Any:
             "distillation needs a teacher model: pass teacher=... to the manager",
             field="teacher",
         )
+    picked = tuple(keys or ())
     cached = state.store.get(_TEACHER_KEY)
-    if cached is not None and cached[0] == state.step and cached[1] is inputs:
-        return cached[2]
+    if (
+        cached is not None
+        and (cached[0], cached[2]) == (state.step, picked)
+        and cached[1] is inputs
+    ):
+        return cached[3]
+    teacher_inputs = inputs
+    if picked:
+        if not isinstance(inputs, dict):
+            raise RecipeError(
+                f"teacher_input_keys {list(picked)} picks entries of a dict batch, but the "
+                f"batch is a {type(inputs).__name__}",
+                field="teacher_input_keys",
+            )
+        missing = [k for k in picked if k not in inputs]
+        if missing:
+            raise RecipeError(
+                f"teacher_input_keys {missing} are not in the batch (its keys: {sorted(inputs)})",
+                field="teacher_input_keys",
+            )
+        teacher_inputs = {k: inputs[k] for k in picked}
     state.teacher.eval()
     with torch.no_grad():
-        out = forward_batch(state.teacher, inputs)
-    state.store[_TEACHER_KEY] = (state.step, inputs, out)
+        out = forward_batch(state.teacher, teacher_inputs)
+    state.store[_TEACHER_KEY] = (state.step, inputs, picked, out)
     return out
 
 
@@ -269,15 +293,15 @@ def _need_outputs(owner: str, inputs: Any, outputs: Any) -> None:
 # ---- modifiers ---------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class _DistillationBase(Modifier):
-    ignored_fields: ClassVar[frozenset[str]] = frozenset(
-        {"teacher_input_keys", "log_types", "teacher_output_keys"}
-    )
+    ignored_fields: ClassVar[frozenset[str]] = frozenset({"log_types", "teacher_output_keys"})
 
     hardness: float = 0.5
     temperature: float = 2.0
     #: which outputs to distill (keys of a mapping output, indices of a tuple); the soft
     #: term is the mean over them, as SparseML's kldiv_loss
     distill_output_keys: list[OutputKey] | None = None
+    #: which entries of a dict batch the teacher gets (None or empty: all), as SparseML's
+    teacher_input_keys: list[str] | None = None
 
     def check(self) -> None:
         super().check()
@@ -294,7 +318,9 @@ class _DistillationBase(Modifier):
         _need_outputs(self.type_name, inputs, outputs)
         keys = self.distill_output_keys
         student = distilled_outputs(outputs, keys, self.type_name)
-        teacher = distilled_outputs(teacher_outputs(state, inputs), keys, self.type_name)
+        teacher = distilled_outputs(
+            teacher_outputs(state, inputs, self.teacher_input_keys), keys, self.type_name
+        )
         return list(zip(student, teacher, strict=True))
 
 

@@ -40,7 +40,7 @@ from zoo.modifiers.pruning_masks import (
     mask_set,
     parse_structure,
 )
-from zoo.modifiers.selection import ALL_PRUNABLE, owning_module, select_params
+from zoo.modifiers.selection import ALL_PRUNABLE, owning_module, select_except, select_params
 
 _LOGGING_FIELDS = frozenset({"log_types", "constant_logging"})
 #: llm-compressor's spellings of the common fields (its start / end are epochs too)
@@ -376,14 +376,7 @@ class _CalibratedPruning(_PruningBase):
 
     def _select_on(self, model: nn.Module) -> dict[str, nn.Parameter]:
         selector = self.params if self.params is not None else ALL_PRUNABLE
-        params = select_params(model, selector, owner=self.type_name)
-        dropped: set[str] = set()
-        for entry in self.ignore:  # an ignore entry may name layers this model lacks
-            try:
-                dropped |= set(select_params(model, entry))
-            except RecipeError:
-                continue
-        return {n: p for n, p in params.items() if n not in dropped}
+        return select_except(model, selector, self.ignore, owner=self.type_name)
 
     def _resolve(self, state: ModifierState) -> dict[str, nn.Parameter]:
         return self._select_on(state.model)

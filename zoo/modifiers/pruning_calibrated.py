@@ -182,14 +182,14 @@ def sparsegpt_prune(
     # column at a time and CPU kernels are far faster on contiguous memory.
     T = weight.detach().reshape(shape[0], -1).T.contiguous().float()
     pruned = torch.zeros_like(T, dtype=torch.bool)
-    with _one_thread():
-        Hinv = _upper_cholesky_of_inverse(hessian, T, dampening_frac)
+    with one_thread():
+        Hinv = upper_cholesky_of_inverse(hessian, T, dampening_frac)
         _obs_blocks(T, Hinv, pruned, sparsity, prune_n, m, block_size)
     return T.T.reshape(shape).to(dtype), (~pruned).T.reshape(shape)
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Run torch single-threaded for a while.
 
     The OBS loop issues thousands of small kernels; with several threads each one pays an
@@ -245,7 +245,7 @@ def _obs_blocks(
         T[i2:] -= Hinv[i1:i2, i2:].T @ Err1
 
 
-def _upper_cholesky_of_inverse(
+def upper_cholesky_of_inverse(
     hessian: torch.Tensor, T: torch.Tensor, dampening_frac: float
 ) -> torch.Tensor:
     """Upper Cholesky factor of (H + damp * mean(diag H) * I)^-1; zeroes dead inputs in T."""

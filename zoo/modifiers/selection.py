@@ -104,3 +104,18 @@ def owning_module(model: nn.Module, param_name: str) -> nn.Module:
     """The module that holds parameter `param_name` (``a.b.weight`` -> module ``a.b``)."""
     module_name, _, _ = param_name.rpartition(".")
     return model.get_submodule(module_name) if module_name else model
+
+
+def select_except(
+    model: nn.Module, selector: str | list[str], ignore: list[str], *, owner: str | None = None
+) -> dict[str, nn.Parameter]:
+    """`select_params` minus what `ignore` selects (llm-compressor's ``ignore``: an entry
+    may name layers this model lacks, as ``lm_head`` in a recipe written for many models)."""
+    params = select_params(model, selector, owner=owner)
+    dropped: set[str] = set()
+    for entry in ignore:
+        try:
+            dropped |= set(select_params(model, entry))
+        except RecipeError:
+            continue
+    return {n: p for n, p in params.items() if n not in dropped}

@@ -242,7 +242,7 @@ def _legacy_stage(name: str, body: Any, outer: Variables) -> Stage:
     if "run_type" in body:
         run_type = _run_type(body["run_type"])
     else:  # llm-compressor infers it; one-shot when every modifier can run one-shot
-        oneshot = modifiers and all(type(m).oneshot_capable for m in modifiers)
+        oneshot = modifiers and all(m.runs_oneshot() for m in modifiers)
         run_type = "oneshot" if oneshot else "train"
     return Stage(name, run_type, modifiers)
 

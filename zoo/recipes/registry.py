@@ -41,6 +41,8 @@ MODIFIER_TABLE: dict[str, str] = {
     "DynamicQuantizationModifier": (
         "zoo.modifiers.quantization.modifiers:DynamicQuantizationModifier"
     ),
+    "GPTQModifier": "zoo.modifiers.gptq:GPTQModifier",
+    "SmoothQuantModifier": "zoo.modifiers.smoothquant:SmoothQuantModifier",
     "OutputDistillationModifier": "zoo.modifiers.distillation:OutputDistillationModifier",
     "DistillationModifier": "zoo.modifiers.distillation:OutputDistillationModifier",
     "KnowledgeDistillationModifier": "zoo.modifiers.distillation:OutputDistillationModifier",
@@ -64,12 +66,8 @@ MODIFIER_TABLE: dict[str, str] = {
 #: Modifiers SparseML or llm-compressor has and this zoo does not: what to use instead.
 #: A recipe naming one is refused with this text, never "did you mean" a different technique.
 KNOWN_UNSUPPORTED: dict[str, str] = {
-    "GPTQModifier": "GPTQ weight quantization (llm-compressor) is not implemented here; "
-    "int8 weights: DynamicQuantizationModifier or PostTrainingQuantizationModifier",
-    "SmoothQuantModifier": "SmoothQuant activation smoothing (llm-compressor) is not "
-    "implemented here; static int8 without it: PostTrainingQuantizationModifier",
-    "AWQModifier": "AWQ (llm-compressor) is not implemented here; int8 weights: "
-    "DynamicQuantizationModifier",
+    "AWQModifier": "AWQ (llm-compressor) is not implemented here; int4 weights: "
+    "GPTQModifier with scheme W4A16",
     "LogarithmicEqualizationModifier": "logarithmic activation equalization (llm-compressor) "
     "is not implemented here",
     "MovementPruningModifier": "movement pruning (SparseML) is not implemented here; "

@@ -74,12 +74,17 @@ def record_plan(model: nn.Module, plan: QuantPlan) -> None:
 
 
 def refuse_twice(model: nn.Module, owner: str) -> None:
+    """One quantization per model: int8 on top of weight-only int (or the reverse) would
+    stack two roundings, and the saved format holds one of them."""
     from zoo.errors import RecipeError
+    from zoo.modifiers.quantization.weight_only import record_of
 
     existing = plan_of(model)
-    if existing is not None:
+    weight_only = record_of(model)
+    done = existing.scheme if existing else weight_only.scheme if weight_only else None
+    if done is not None:
         raise RecipeError(
-            f"the model is already quantized ({existing.scheme}); one quantization "
+            f"the model is already quantized ({done}); one quantization "
             "modifier per model: remove one of them from the recipe",
             modifier=owner,
         )
