@@ -24,6 +24,7 @@ COMMAND_FAMILIES: tuple[str, ...] = (
     "zoo.client.cli",
     "zoo.catalog.cli",
     "zoo.reproduce",
+    "zoo.nas.cli",
 )
 
 

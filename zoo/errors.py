@@ -395,3 +395,13 @@ class AdapterError(ZooError, ValueError):
     target the base lacks, or tensor shapes that differ from the base's layers."""
 
     exit_code = 2
+
+
+# --- architecture search (zoo/nas) ---
+
+
+class NasError(ZooError, ValueError):
+    """A search that cannot run as configured: a bad space, objective or budget, or a
+    study and its DVC experiments that disagree."""
+
+    exit_code = 2
