@@ -58,21 +58,22 @@ def open_study(config: SearchConfig, storage: str) -> optuna.Study:
 
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         backend = optuna.storages.JournalStorage(JournalFileBackend(storage))
-    sampler: optuna.samplers.BaseSampler
-    if config.sampler == "nsga2":
-        # The constraint reaches NSGA-II through Trial.set_constraint (Optuna 5's
-        # successor of constraints_func), set before each trial is told.
-        sampler = optuna.samplers.NSGAIISampler(population_size=config.population, seed=config.seed)
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=config.seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=study_id(config),
         storage=backend,
         directions=[optuna.study.StudyDirection[d.upper()] for d in config.objectives.values()],
-        sampler=sampler,
         load_if_exists=True,
     )
+    # A resumed driver seeds its sampler past the trials already asked: the same seed
+    # would draw the first trials' parameters again.
+    seed = config.seed + len(study.get_trials(deepcopy=False))
+    if config.sampler == "nsga2":
+        # The constraint reaches NSGA-II through Trial.set_constraint (Optuna 5's
+        # successor of constraints_func), set before each trial is told.
+        study.sampler = optuna.samplers.NSGAIISampler(population_size=config.population, seed=seed)
+    else:
+        study.sampler = optuna.samplers.RandomSampler(seed=seed)
     _check_same_study(study, config)
     return study
 
