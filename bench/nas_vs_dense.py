@@ -36,7 +36,7 @@ def main() -> None:
 
     root = args.repo.resolve()
     config = load_search(args.study, root / "conf" / "search", args.overrides)
-    study = open_study(config, default_storage(root, config))
+    study = open_study(config, default_storage(root, config), create=False)
     from dvc.api import DVCFileSystem
 
     bench = BenchSettings(batch_sizes=[1, 64], rounds=30, budget_s=3.0, warmup=2)

@@ -140,3 +140,16 @@ def test_trial_overrides_compose_into_the_trial_pipeline() -> None:
     assert entry["flow"] == "oneshot" and entry["recipe_variables"] == {"sparsity": 0.7}
     assert composed["data"]["name"] == "digits" and list(composed["zoo"]) == ["nas"]
     assert len(_corners(config)) == 3  # first, last, and the `pruned` preset at first
+
+
+def test_cli_refuses_a_bad_budget_and_a_study_never_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoo.cli import main
+
+    (tmp_path / "conf").symlink_to(CONF)
+    assert main(["nas", "run", "smoke", "trials=0", "--repo", str(tmp_path)]) == 2
+    assert "trials must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["nas", "status", "smoke", "--repo", str(tmp_path)]) == 2
+    assert "study smoke-nsga2 has not run yet" in capsys.readouterr().err
+    assert not (tmp_path / ".nas").exists()

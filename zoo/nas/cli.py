@@ -57,7 +57,7 @@ def status(args: argparse.Namespace) -> int:
     from zoo.nas.front import front, hypervolume
 
     config, _root, storage = _load(args)
-    study = open_study(config, storage)
+    study = open_study(config, storage, create=False)
     best = front(study)
     volume = hypervolume(config, best) if config.reference else None
     trials = study.get_trials(deepcopy=False)
@@ -99,7 +99,7 @@ def publish(args: argparse.Namespace) -> int:
     from zoo.pipeline.params import load_params, store_url
 
     config, root, storage = _load(args)
-    study = open_study(config, storage)
+    study = open_study(config, storage, create=False)
     store = args.store or store_url(load_params(root / "params.yaml"))
     if "://" not in store and not Path(store).is_absolute():
         store = str(root / store)  # a folder in params is relative to the repository

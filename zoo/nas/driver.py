@@ -46,10 +46,17 @@ def default_storage(root: Path, config: SearchConfig) -> str:
     return str(root / STUDY_DIR / f"{study_id(config)}.journal")
 
 
-def open_study(config: SearchConfig, storage: str) -> optuna.Study:
+def open_study(config: SearchConfig, storage: str, create: bool = True) -> optuna.Study:
     """The study in `storage`: a journal file path, or an RDB URL (sqlite:///, postgresql://)
-    that drivers on several machines share. Created on first use, loaded after."""
+    that drivers on several machines share. Created on first use (unless `create` is
+    False: then a missing study is an error), loaded after."""
     import optuna
+
+    if not create and "://" not in storage and not Path(storage).is_file():
+        raise NasError(
+            f"study {study_id(config)} has not run yet (no {storage}); "
+            f"start it with `zoo nas run {config.name}`"
+        )
 
     if "://" in storage:
         backend: Any = optuna.storages.RDBStorage(storage)
@@ -255,5 +262,7 @@ def _tell(
 
 
 def _set_attr(study: optuna.Study, number: int, key: str, value: Any) -> None:
+    import optuna
+
     trial_id = study.get_trials(deepcopy=False)[number]._trial_id
-    study._storage.set_trial_user_attr(trial_id, key, value)
+    optuna.trial.Trial(study, trial_id).set_user_attr(key, value)
