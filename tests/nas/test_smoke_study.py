@@ -126,3 +126,8 @@ def test_front_is_published_with_lineage(searched: tuple[Path, dict, set[str]]) 
         assert nas["params"] == trial["params"]
         assert nas["experiment_commit"] == trial["commit"] == entry["lineage"]["git_commit"]
         assert entry["metrics"]  # the export's own metrics travel with it
+        # a user loads it like any entry: downloaded, every file's sha256 verified
+        from zoo.client.api import load
+
+        model = load(ref, registry=str(repo / ".zoo" / "store"), cache_dir=repo / ".cache")
+        assert sum(p.numel() for p in model.parameters()) > 0

@@ -130,3 +130,18 @@ def _add_lineage(
         "objectives": trial.metrics,
     }
     atomic_write_json(meta_path, meta)
+    _update_checksum(export_dir, meta_path.name)
+
+
+def _update_checksum(export_dir: Path, name: str) -> None:
+    """SHA256SUMS lists zoo.json too: record its new digest, or loading the published
+    folder would (rightly) call it damaged."""
+    from zoo.compress.format import CHECKSUMS
+    from zoo.fsutil import atomic_write_text, sha256_file
+
+    sums = export_dir / CHECKSUMS
+    lines = []
+    for line in sums.read_text().splitlines():
+        digest, _, rel = line.partition("  ")
+        lines.append(f"{sha256_file(export_dir / rel) if rel == name else digest}  {rel}")
+    atomic_write_text(sums, "".join(f"{line}\n" for line in lines))
