@@ -66,7 +66,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, set[
     driver.wait()
     first = _status(repo)
     assert [t["state"] for t in first["trials"]] == ["RUNNING", "RUNNING"]
-    resumed = run([*ZOO, "nas", "run", "smoke"], repo, timeout=900)
+    resumed = run([*ZOO, "nas", "run", "smoke"], repo, timeout=2400)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return repo, _status(repo), workers
 
@@ -101,7 +101,7 @@ def test_front_trial_reproduces_from_its_experiment(
     best = next(t for t in status["trials"] if t["number"] == status["front"][0])
     applied = run([*DVC, "exp", "apply", best["experiment"]], repo)
     assert applied.returncode == 0, applied.stderr
-    redo = run([*DVC, "repro", "--force", "--no-run-cache", "evaluate@nas"], repo, timeout=600)
+    redo = run([*DVC, "repro", "--force", "--no-run-cache", "evaluate@nas"], repo, timeout=1200)
     assert redo.returncode == 0, redo.stdout[-3000:] + redo.stderr[-3000:]
     assert "Running stage 'train_vision'" in redo.stdout  # retrained, not restored
     metrics = json.loads((repo / "metrics/zoo/nas.json").read_text())
