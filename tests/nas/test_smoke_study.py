@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,7 +101,17 @@ def test_front_trial_reproduces_from_its_experiment(
     repo, status, _ = searched
     best = next(t for t in status["trials"] if t["number"] == status["front"][0])
     applied = run([*DVC, "exp", "apply", best["experiment"]], repo)
-    assert applied.returncode == 0, applied.stderr
+    # The experiment's dvc.lock still lists the stages a trial does not run (the demo's
+    # data, the text flow): a fresh copy has no outputs of theirs to check out, and DVC
+    # says so. Everything of the trial's own pipeline is applied.
+    if applied.returncode != 0:
+        missing = re.findall(r"^\s+(\S+)$", applied.stderr, flags=re.M)
+        assert "Checkout failed" in applied.stderr and missing, applied.stderr
+        assert not any(
+            m.startswith(("models/zoo/nas", "models/dense/vision", "data/digits")) for m in missing
+        ), missing
+    params = run(["git", "show", f"{best['commit']}:params.yaml"], repo).stdout
+    assert (repo / "params.yaml").read_text() == params
     redo = run([*DVC, "repro", "--force", "--no-run-cache", "evaluate@nas"], repo, timeout=1200)
     assert redo.returncode == 0, redo.stdout[-3000:] + redo.stderr[-3000:]
     assert "Running stage 'train_vision'" in redo.stdout  # retrained, not restored
