@@ -105,11 +105,11 @@ def test_front_trial_reproduces_from_its_experiment(
     # data, the text flow): a fresh copy has no outputs of theirs to check out, and DVC
     # says so. Everything of the trial's own pipeline is applied.
     if applied.returncode != 0:
-        missing = re.findall(r"^\s+(\S+)$", applied.stderr, flags=re.M)
-        assert "Checkout failed" in applied.stderr and missing, applied.stderr
-        assert not any(
-            m.startswith(("models/zoo/nas", "models/dense/vision", "data/digits")) for m in missing
-        ), missing
+        listed = re.search(r"following targets:\n(.*?)\nIs your cache", applied.stderr, re.S)
+        assert listed, applied.stderr
+        missing = listed.group(1).split()
+        ours = ("models/zoo/nas", "models/dense/vision", "data/digits")
+        assert missing and not any(m.startswith(ours) for m in missing), missing
     params = run(["git", "show", f"{best['commit']}:params.yaml"], repo).stdout
     assert (repo / "params.yaml").read_text() == params
     redo = run([*DVC, "repro", "--force", "--no-run-cache", "evaluate@nas"], repo, timeout=1200)
