@@ -81,6 +81,14 @@ demo-conditional: data-packages $(SETUP_STAMP) ## the MiniLM MoE / REAP / early-
 demo-adapters: $(SETUP_STAMP) ## full sparse transfer vs LoRA (masked merge) vs QLoRA on political_speeches (~10 min)
 	$(PY) bench/adapters_compare.py --workdir build/adapters
 
+.PHONY: nas
+nas: data-packages $(SETUP_STAMP) ## the demo architecture search (conf/search/demo.yaml, NSGA-II, <= 30 min), its front published
+	$(BIN)/zoo nas run demo && $(BIN)/zoo nas publish demo
+
+.PHONY: nas-baseline
+nas-baseline: data-packages $(SETUP_STAMP) ## the demo search with random sampling at the same budget (compare hypervolumes with `zoo nas status`)
+	$(BIN)/zoo nas run demo sampler=random
+
 .PHONY: test
 test: setup lint ## set up if needed, lint, type-check and run the tests
 	$(BIN)/pytest -q

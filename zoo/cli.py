@@ -25,6 +25,7 @@ COMMAND_FAMILIES: tuple[str, ...] = (
     "zoo.catalog.cli",
     "zoo.reproduce",
     "zoo.deploy.cli",
+    "zoo.nas.cli",
 )
 
 

@@ -434,3 +434,12 @@ class OnnxExportError(ZooError, RuntimeError):
             f"({detail}). Run it with runtime 'torch', or export a model without it; "
             "nothing was written."
         )
+
+# --- architecture search (zoo/nas) ---
+
+
+class NasError(ZooError, ValueError):
+    """A search that cannot run as configured: a bad space, objective or budget, or a
+    study and its DVC experiments that disagree."""
+
+    exit_code = 2

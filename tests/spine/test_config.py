@@ -22,8 +22,9 @@ GROUP_TARGETS = {
     "experiment": ["experiment"],
     "zoo": ["zoo"],
 }
-# conf/recipe holds compression recipes (zoo.recipes format), not Hydra configs.
-NOT_HYDRA = {"recipe"}
+# conf/recipe holds compression recipes (zoo.recipes format), not Hydra configs; conf/search
+# holds architecture-search studies, each its own Hydra root (tests/nas checks them).
+NOT_HYDRA = {"recipe", "search"}
 
 
 def every_option() -> list[tuple[str, str]]:

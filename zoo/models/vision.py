@@ -23,9 +23,10 @@ class MLP(nn.Module):
         return self.classifier(self.features(x))
 
 
-def conv_block(cin: int, cout: int) -> nn.Sequential:
+def conv_block(cin: int, cout: int, kernel_size: int = 3) -> nn.Sequential:
+    # "same" padding: the 2x2 pooling alone sets the feature map's side, whatever the kernel.
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
+        nn.Conv2d(cin, cout, kernel_size=kernel_size, padding=kernel_size // 2, bias=False),
         nn.BatchNorm2d(cout),
         nn.ReLU(),
     )
@@ -37,7 +38,9 @@ class SmallCNN(nn.Module):
     head="flatten" keeps the spatial layout of the last feature map (better accuracy on
     28x28 images for the same compute); head="avg" pools it away (fewer head weights).
     `hidden` adds linear layers before the classifier: cheap to run, and like the fully
-    connected layers of classic CNNs they hold most weights and prune well.
+    connected layers of classic CNNs they hold most weights and prune well. Depth (the
+    length of `channels`), widths, `kernel_size` and `hidden` are what the architecture
+    search (zoo/nas) varies.
     """
 
     def __init__(
@@ -48,14 +51,22 @@ class SmallCNN(nn.Module):
         image_size: int = 28,
         head: str = "flatten",
         hidden: Sequence[int] = (),
+        kernel_size: int = 3,
     ) -> None:
         super().__init__()
         if head not in ("flatten", "avg"):
             raise ValueError(f"head must be 'flatten' or 'avg', not {head!r}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd positive integer, not {kernel_size!r}")
+        if not channels or image_size >> len(channels) < 1:
+            raise ValueError(
+                f"{len(channels)} blocks halve a {image_size}-pixel image to nothing: "
+                "use between 1 and log2(image_size) blocks"
+            )
         blocks: list[nn.Module] = []
         width, side = in_channels, image_size
         for size in channels:
-            blocks += [conv_block(width, size), nn.MaxPool2d(2)]
+            blocks += [conv_block(width, size, kernel_size), nn.MaxPool2d(2)]
             width, side = size, side // 2
         self.features = nn.Sequential(*blocks)
         self.pool = nn.Flatten() if head == "flatten" else nn.AdaptiveAvgPool2d(1)
@@ -85,6 +96,9 @@ def cnn_small(
     image_size: int = 28,
     head: str = "flatten",
     hidden: Sequence[int] = (),
+    kernel_size: int = 3,
 ) -> nn.Module:
     """Small conv/bn/relu CNN for square images, optionally with hidden linear layers."""
-    return SmallCNN(list(channels), num_classes, in_channels, image_size, head, list(hidden))
+    return SmallCNN(
+        list(channels), num_classes, in_channels, image_size, head, list(hidden), kernel_size
+    )

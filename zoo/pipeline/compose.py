@@ -16,12 +16,14 @@ from zoo.fsutil import atomic_write_text
 CONFIG_NAME = "config"
 
 
-def compose(conf_dir: str | Path = "conf", overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Return the resolved composition of `conf_dir/config.yaml` with Hydra `overrides`."""
-    return _to_container(_compose(conf_dir, overrides))
+def compose(
+    conf_dir: str | Path = "conf", overrides: Sequence[str] = (), config_name: str = CONFIG_NAME
+) -> dict[str, Any]:
+    """Return the resolved composition of `conf_dir/<config_name>.yaml` with `overrides`."""
+    return _to_container(_compose(conf_dir, overrides, config_name))
 
 
-def _compose(conf_dir: str | Path, overrides: Sequence[str]) -> Any:
+def _compose(conf_dir: str | Path, overrides: Sequence[str], config_name: str = CONFIG_NAME) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -29,11 +31,11 @@ def _compose(conf_dir: str | Path, overrides: Sequence[str]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     folder = Path(conf_dir).resolve()
-    if not (folder / f"{CONFIG_NAME}.yaml").is_file():
-        raise ConfigError(f"{folder}/{CONFIG_NAME}.yaml not found")
+    if not (folder / f"{config_name}.yaml").is_file():
+        raise ConfigError(f"{folder}/{config_name}.yaml not found")
     try:
         with initialize_config_dir(str(folder), version_base=None):
-            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(

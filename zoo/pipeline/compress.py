@@ -69,7 +69,7 @@ def run_compress(
             data_root / entry.data, _data_config(entry, settings), arch.arch, entry.tokenizer
         )
         calibration = calibration_batches(splits["train"], settings)
-        recipe = load_recipe(entry.recipe)
+        recipe = load_recipe(entry.recipe, entry.recipe_variables)
         seed_everything(settings.seed)
         model = _starting_model(entry, parent, splits["train"])
         teacher = parent if entry.student is not None else None

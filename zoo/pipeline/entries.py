@@ -42,6 +42,9 @@ class EntryConfig:
     max_length: int = 64  # text: tokens per example
     limit_train: int | None = None  # train on the first N examples only (with compress's)
     tokenizer: str | None = None  # text: folder of the tokenizer (hf models: their folder)
+    # Values for the recipe's own `variables` (e.g. sparsity, num_epochs): how a search
+    # varies one recipe without a file per point (zoo/nas checks the names beforehand).
+    recipe_variables: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.flow not in FLOWS:

@@ -1,0 +1,268 @@
+"""The search loop: Optuna asks, DVC's queue runs each trial as an experiment, the
+driver reads the experiment's metrics back and tells Optuna (ask-and-tell).
+
+The study lives in Optuna's journal file, the trials' work in DVC's queue, so the driver
+holds nothing of its own: killed and started again, it finds each unfinished trial by its
+experiment name (`nas-<study>-t<N>`) and waits for it, queues one it had asked for but
+not queued, and asks new ones only up to the budget. No trial is lost or run twice.
+Workers on other machines share a study through an RDB URL (`--storage`) instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import NasError
+from zoo.nas import experiments
+from zoo.nas.config import (
+    SearchConfig,
+    check_against_pipeline,
+    choice_values,
+    trial_overrides,
+    trial_stub,
+)
+from zoo.nas.metrics import METRICS, read_metrics
+
+if TYPE_CHECKING:
+    import optuna
+
+STUDY_DIR = ".nas"
+
+
+def study_id(config: SearchConfig) -> str:
+    """Name of the study in its storage and in its trials' experiment names."""
+    return f"{config.name}-{config.sampler}"
+
+
+def experiment_name(config: SearchConfig, number: int) -> str:
+    return f"nas-{study_id(config)}-t{number}"
+
+
+def default_storage(root: Path, config: SearchConfig) -> str:
+    return str(root / STUDY_DIR / f"{study_id(config)}.journal")
+
+
+def open_study(config: SearchConfig, storage: str, create: bool = True) -> optuna.Study:
+    """The study in `storage`: a journal file path, or an RDB URL (sqlite:///, postgresql://)
+    that drivers on several machines share. Created on first use (unless `create` is
+    False: then a missing study is an error), loaded after."""
+    import optuna
+
+    if not create and "://" not in storage and not Path(storage).is_file():
+        raise NasError(
+            f"study {study_id(config)} has not run yet (no {storage}); "
+            f"start it with `zoo nas run {config.name}`"
+        )
+
+    if "://" in storage:
+        backend: Any = optuna.storages.RDBStorage(storage)
+    else:
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.JournalStorage(JournalFileBackend(storage))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=study_id(config),
+        storage=backend,
+        directions=[optuna.study.StudyDirection[d.upper()] for d in config.objectives.values()],
+        load_if_exists=True,
+    )
+    # A resumed driver seeds its sampler past the trials already asked: the same seed
+    # would draw the first trials' parameters again.
+    seed = config.seed + len(study.get_trials(deepcopy=False))
+    if config.sampler == "nsga2":
+        # The constraint reaches NSGA-II through Trial.set_constraint (Optuna 5's
+        # successor of constraints_func), set before each trial is told.
+        study.sampler = optuna.samplers.NSGAIISampler(population_size=config.population, seed=seed)
+    else:
+        study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    _check_same_study(study, config)
+    return study
+
+
+def _check_same_study(study: optuna.Study, config: SearchConfig) -> None:
+    """A stored study resumed with another space or objectives would mix two searches."""
+    signature = {"objectives": list(config.objectives), "space": sorted(config.space)}
+    stored = study.user_attrs.get("signature")
+    if stored is None:
+        study.set_user_attr("signature", signature)
+    elif stored != signature:
+        raise NasError(
+            f"study {study.study_name} was started with {stored}, not {signature}: "
+            "give this search another name, or remove its journal to start over"
+        )
+
+
+def distributions(config: SearchConfig) -> dict[str, Any]:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    result: dict[str, Any] = {}
+    for name, spec in config.space.items():
+        if spec.is_range:
+            assert spec.low is not None and spec.high is not None
+            if spec.is_integer:
+                result[name] = IntDistribution(
+                    int(spec.low), int(spec.high), log=spec.log, step=int(spec.step or 1)
+                )
+            else:
+                result[name] = FloatDistribution(spec.low, spec.high, log=spec.log, step=spec.step)
+        else:
+            result[name] = CategoricalDistribution(choice_values(spec))
+    return result
+
+
+@dataclass(frozen=True)
+class Progress:
+    complete: int
+    running: int
+    failed: int
+
+
+def run_search(
+    config: SearchConfig,
+    root: Path,
+    storage: str | None = None,
+    poll_s: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> Progress:
+    """Run (or resume) the study until it holds `config.trials` completed trials."""
+    base_stub = check_against_pipeline(config, root / "conf")  # before any trial is asked
+    study = open_study(config, storage or default_storage(root, config))
+    prefix = f"nas-{study_id(config)}-t"
+    dists = distributions(config)
+    _check_no_strangers(study, root, prefix)
+    while True:
+        found = experiments.states(root, prefix)
+        progress = _collect(study, config, root, found, base_stub, log)
+        if progress.complete >= config.trials and progress.running == 0:
+            log(f"study {study.study_name}: {progress.complete} trials complete")
+            return progress
+        if progress.failed > config.trials:
+            raise NasError(
+                f"study {study.study_name}: {progress.failed} trials failed "
+                f"(see `dvc queue logs <name>`); stopping"
+            )
+        slots = min(
+            config.workers - progress.running,
+            config.trials - progress.complete - progress.running,
+        )
+        for _ in range(max(slots, 0)):
+            trial = study.ask(dists)
+            _queue(study, config, root, trial.number, trial.params, base_stub, log)
+        found = experiments.states(root, prefix)
+        if any(s.state == experiments.QUEUED for s in found.values()):
+            experiments.start_workers(root, config.workers)
+        time.sleep(poll_s)
+
+
+def _check_no_strangers(study: optuna.Study, root: Path, prefix: str) -> None:
+    """Experiments named like this study's trials but not its own: a study started over
+    with the same name; their results would be taken for the new trials'."""
+    numbers = {t.number for t in study.get_trials(deepcopy=False)}
+    for name in experiments.states(root, prefix):
+        suffix = name[len(prefix) :]
+        if not suffix.isdigit() or int(suffix) not in numbers:
+            raise NasError(
+                f"experiment {name} is not a trial of study {study.study_name} in this "
+                f"storage; remove it (`dvc exp remove {name}`, or `dvc queue remove` if "
+                "queued) or give the search another name"
+            )
+
+
+def _collect(
+    study: optuna.Study,
+    config: SearchConfig,
+    root: Path,
+    found: dict[str, experiments.ExperimentState],
+    base_stub: str,
+    log: Callable[[str], None],
+) -> Progress:
+    """Tell Optuna every finished trial; queue again any asked but never queued."""
+    from optuna.trial import TrialState
+
+    complete = running = failed = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.COMPLETE:
+            complete += 1
+            continue
+        if trial.state == TrialState.FAIL:
+            failed += 1
+            continue
+        if trial.state != TrialState.RUNNING:
+            continue
+        name = experiment_name(config, trial.number)
+        state = found.get(name)
+        if state is None:  # asked, then the driver stopped before queueing it
+            _queue(study, config, root, trial.number, trial.params, base_stub, log)
+            running += 1
+        elif state.state == experiments.DONE:
+            assert state.commit is not None
+            _tell(study, config, root, trial, state.commit, log)
+            complete += 1
+        elif state.state == experiments.FAILED:
+            study.tell(trial.number, state=TrialState.FAIL)
+            log(f"trial {trial.number} failed: `dvc queue logs {name}` says why")
+            failed += 1
+        else:
+            running += 1
+    return Progress(complete, running, failed)
+
+
+def _queue(
+    study: optuna.Study,
+    config: SearchConfig,
+    root: Path,
+    number: int,
+    params: dict[str, Any],
+    base_stub: str,
+    log: Callable[[str], None],
+) -> None:
+    name = experiment_name(config, number)
+    stub = trial_stub(base_stub, study_id(config), number)
+    overrides = trial_overrides(config, params, stub)
+    experiments.queue(root, name, overrides, config.stages)
+    _set_attr(study, number, "experiment", name)
+    _set_attr(study, number, "stub", stub)
+    log(f"trial {number} queued as {name}: {params}")
+
+
+def _tell(
+    study: optuna.Study,
+    config: SearchConfig,
+    root: Path,
+    trial: optuna.trial.FrozenTrial,
+    commit: str,
+    log: Callable[[str], None],
+) -> None:
+    stages = {s.split("@")[0] for s in config.stages}
+    names = [m for m, spec in METRICS.items() if spec.stage in stages]
+    values = read_metrics(
+        names, config.entry, lambda path: experiments.read_file(root, commit, path)
+    )
+    _set_attr(study, trial.number, "commit", commit)
+    _set_attr(study, trial.number, "metrics", values)
+    if config.constraint is not None:
+        import optuna
+
+        limit = config.constraint  # <= 0 is feasible
+        live = optuna.trial.Trial(study, trial._trial_id)
+        live.set_constraint(limit.metric, values[limit.metric] - limit.max)
+    study.tell(trial.number, [values[m] for m in config.objectives])
+    shown = ", ".join(f"{m} {values[m]:.4g}" for m in config.metrics)
+    log(f"trial {trial.number} done ({commit[:7]}): {shown}")
+
+
+def _set_attr(study: optuna.Study, number: int, key: str, value: Any) -> None:
+    import optuna
+
+    trial_id = study.get_trials(deepcopy=False)[number]._trial_id
+    optuna.trial.Trial(study, trial_id).set_user_attr(key, value)
