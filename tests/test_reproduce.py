@@ -143,3 +143,48 @@ def test_a_tampered_lineage_is_refused_before_it_reaches_git_or_a_path(
 def test_a_ref_without_a_pinned_version_is_refused(ref: str) -> None:
     result = _zoo("reproduce", ref, "--check-only", cwd=REPO)
     assert result.returncode == 2 and "zoo: error:" in result.stderr
+
+
+def _entry_with_own_stages() -> str:
+    """A demo entry whose lineage holds compress, evaluate, benchmark and export of it."""
+    for path in sorted((REPO / "registry").rglob("v1.json")):
+        stages = json.loads(path.read_text())["lineage"].get("dvc_stages") or {}
+        kinds = {name.split("@")[0] for name in stages if "@" in name}
+        if {"compress", "evaluate", "benchmark", "export"} <= kinds:
+            entry = json.loads(path.read_text())
+            return f"{entry['stub']}@v1"
+    raise AssertionError("no registry entry with a full lineage in this checkout")
+
+
+def test_pull_inputs_rebuilds_the_entrys_own_stages_in_pipeline_order() -> None:
+    from zoo.reproduce import entry_stages, load_entry, own_stages
+
+    stages = entry_stages(load_entry(REPO / "registry", _entry_with_own_stages()))
+    own = own_stages(stages)
+    key = own[-1].split("@", 1)[1]
+    assert own == [f"compress@{key}", f"evaluate@{key}", f"benchmark@{key}", f"export@{key}"]
+    # Everything else (data, the dense parent, its own stages) is restored, not rebuilt.
+    assert any(name.startswith("prepare@") for name in set(stages) - set(own))
+
+
+def test_pull_inputs_with_check_only_is_refused() -> None:
+    result = _zoo("reproduce", _entry_with_own_stages(), "--check-only", "--pull-inputs", cwd=REPO)
+    assert result.returncode == 2 and "--check-only runs nothing" in result.stderr
+
+
+def test_pull_inputs_missing_from_the_dvc_cache_is_a_clear_error(tmp_path: Path) -> None:
+    # A clone with the whole history but an empty DVC cache and no remote.
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "-q", "--shared", str(REPO), str(clone)], check=True, env=pipeline_env()
+    )
+    result = _zoo("reproduce", _entry_with_own_stages(), "--pull-inputs", cwd=clone)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "restoring the entry's inputs" in result.stderr
+    assert "from the clone's DVC cache (no default remote to pull from)" in result.stderr
+    assert "reproduce without --pull-inputs" in result.stderr
+    worktrees = subprocess.run(
+        ["git", "worktree", "list"], cwd=clone, capture_output=True, text=True, check=True
+    )
+    assert len(worktrees.stdout.splitlines()) == 1  # the temporary worktree is gone
+    assert not list(clone.glob(".dvc/cache/*"))  # nothing written into the clone's cache
