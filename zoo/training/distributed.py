@@ -154,7 +154,11 @@ class Replicas:
             self._ddp = None  # the old wrapper's reducer (and its gradient hooks) goes first
             # Building broadcasts rank 0's parameters and buffers; buffers are kept equal
             # afterwards by sync_buffers, after every step, so DDP need not re-send them.
-            self._ddp = DistributedDataParallel(self.model, forward_sync_buffers=False)
+            # find_unused_parameters: a recipe may leave parameters out of a step (experts
+            # a router did not pick, exits not taken) and DDP must not wait for them.
+            self._ddp = DistributedDataParallel(
+                self.model, forward_sync_buffers=False, find_unused_parameters=True
+            )
             self._built_on = layout
             self.builds += 1
         return self._ddp
