@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.spine.repo_copy import REPO, pipeline_env
 from zoo.index.export import read_export, write_synthetic_export
@@ -157,14 +158,27 @@ def _entry_with_own_stages() -> str:
 
 
 def test_pull_inputs_rebuilds_the_entrys_own_stages_in_pipeline_order() -> None:
-    from zoo.reproduce import entry_stages, load_entry, own_stages
+    from zoo.reproduce import entry_key, entry_stages, load_entry, own_stages
 
-    stages = entry_stages(load_entry(REPO / "registry", _entry_with_own_stages()))
-    own = own_stages(stages)
-    key = own[-1].split("@", 1)[1]
-    assert own == [f"compress@{key}", f"evaluate@{key}", f"benchmark@{key}", f"export@{key}"]
-    # Everything else (data, the dense parent, its own stages) is restored, not rebuilt.
-    assert any(name.startswith("prepare@") for name in set(stages) - set(own))
+    params = (REPO / "params.yaml").read_text()
+    for path in sorted((REPO / "registry").rglob("v1.json")):
+        if not json.loads(path.read_text())["lineage"].get("dvc_stages"):
+            continue
+        entry = load_entry(REPO / "registry", f"{json.loads(path.read_text())['stub']}@v1")
+        stages = entry_stages(entry)
+        exports = [name for name in stages if name.startswith("export@")]
+        if len(exports) < 3:
+            continue
+        # A transfer entry: its lineage also exports its registered parent and the
+        # parent's baseline; its key is the one params.yaml gives its stub.
+        key = entry_key(entry, stages, params)
+        assert yaml.safe_load(params)["zoo"][key]["stub"] == str(entry.stub)
+        own = own_stages(stages, key)
+        assert own == [f"compress@{key}", f"evaluate@{key}", f"benchmark@{key}", f"export@{key}"]
+        # Everything else (data, the parent, its own stages) is restored, not rebuilt.
+        assert any(name.startswith("register@") for name in set(stages) - set(own))
+        return
+    raise AssertionError("no registry entry with a transfer lineage in this checkout")
 
 
 def test_pull_inputs_with_check_only_is_refused() -> None:

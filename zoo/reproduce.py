@@ -154,17 +154,39 @@ def entry_stages(entry: Entry) -> dict[str, str]:
     return dict(lineage.dvc_stages)
 
 
-def _export_key(stages: dict[str, str]) -> str:
-    return next(name for name in stages if name.startswith("export@")).split("@", 1)[1]
+def entry_key(entry: Entry, stages: dict[str, str], params_text: str) -> str:
+    """The pipeline's key of the entry (`export@KEY` of its lineage): a lineage may hold
+    several exports (a transfer entry's registered parent, that parent's baseline), so
+    the key is the one whose `zoo:` entry in the run's params.yaml has the entry's stub."""
+    exports = [name.split("@", 1)[1] for name in stages if name.startswith("export@")]
+    try:
+        params = yaml.safe_load(params_text)
+    except yaml.YAMLError:
+        params = None
+    zoo = params.get("zoo") if isinstance(params, dict) else None
+    if isinstance(zoo, dict):
+        named = [
+            key
+            for key in exports
+            if isinstance(zoo.get(key), dict) and zoo[key].get("stub") == str(entry.stub)
+        ]
+        if len(named) == 1:
+            return named[0]
+    if len(exports) == 1:
+        return exports[0]
+    raise ReproduceError(
+        f"{entry.ref}: its lineage holds several exports ({', '.join(sorted(exports))}) and "
+        "the run's params.yaml names none of them with this stub, so which one is this "
+        "entry is unknown"
+    )
 
 
 # The per-entry stages in pipeline order (export reads the evaluation and the benchmark).
 _OWN_ORDER = ("compress", "evaluate", "benchmark", "export")
 
 
-def own_stages(stages: dict[str, str]) -> list[str]:
-    """The entry's own stages (`<stage>@KEY` for its export's KEY), in pipeline order."""
-    key = _export_key(stages)
+def own_stages(stages: dict[str, str], key: str) -> list[str]:
+    """The entry's own stages (`<stage>@KEY`), in pipeline order."""
     own = [name for name in stages if name.endswith(f"@{key}")]
 
     def order(name: str) -> int:
@@ -369,6 +391,7 @@ def rebuild(
     started = time.perf_counter()
     with temporary_worktree(root, commit) as tree:
         params = _git(root, "show", f"{results}:params.yaml").stdout
+        key = entry_key(entry, stages, params)
         (tree / "params.yaml").write_text(params)
         (tree / "dvc.lock").unlink(missing_ok=True)  # rebuilt from nothing, recorded anew
         env = dict(os.environ, DVC_NO_ANALYTICS="1", ZOO_CACHE_DIR=str(tree / ".zoo/cache"))
@@ -379,7 +402,7 @@ def rebuild(
         )
         _check_imports_from(tree, python, env)
         if pull_inputs:
-            own = own_stages(stages)
+            own = own_stages(stages, key)
             upstream = sorted(set(stages) - set(own))
             _restore_inputs(root, tree, results, upstream, python, env)
             for stage in own:  # forced, one by one in order; --no-commit: cache untouched
@@ -407,7 +430,7 @@ def rebuild(
                 f"dvc repro in a worktree of {commit[:12]}",
                 timeout,
             )
-        rows = compare(entry, tree / "models" / "export" / _export_key(stages))
+        rows = compare(entry, tree / "models" / "export" / key)
     report = Report(entry.ref, "rebuild", rows, wall_s=time.perf_counter() - started)
     identical = weights_identical(report)
     if report.ok:
