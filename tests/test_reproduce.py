@@ -202,3 +202,12 @@ def test_pull_inputs_missing_from_the_dvc_cache_is_a_clear_error(tmp_path: Path)
     )
     assert len(worktrees.stdout.splitlines()) == 1  # the temporary worktree is gone
     assert not list(clone.glob(".dvc/cache/*"))  # nothing written into the clone's cache
+
+
+def test_a_loss_gets_the_relative_tolerance_even_below_one() -> None:
+    from zoo.reproduce import within
+
+    assert within(0.38, 0.395, "loss") == (True, "±5%")  # 4% off: a loss, relative
+    assert within(0.38, 0.40, "loss")[0] is False  # 5.3% off
+    assert within(0.863, 0.871, "accuracy") == (True, "±0.01")  # a fraction, absolute
+    assert within(0.863, 0.875, "accuracy")[0] is False

@@ -450,9 +450,16 @@ def rebuild(
     return report
 
 
-def within(recorded: float, rebuilt: float) -> tuple[bool, str]:
-    """Whether `rebuilt` reproduces `recorded` (see ABSOLUTE_/RELATIVE_TOLERANCE)."""
-    if 0.0 <= recorded <= 1.0 and 0.0 <= rebuilt <= 1.0:
+# Unbounded metrics: relative tolerance even when a value happens to lie in [0, 1] (a
+# cross-entropy loss of 0.38 is not a fraction).
+_UNBOUNDED = ("loss", "perplexity")
+
+
+def within(recorded: float, rebuilt: float, name: str = "") -> tuple[bool, str]:
+    """Whether `rebuilt` reproduces metric `name` as `recorded` (see ABSOLUTE_ /
+    RELATIVE_TOLERANCE)."""
+    unbounded = any(word in name for word in _UNBOUNDED)
+    if not unbounded and 0.0 <= recorded <= 1.0 and 0.0 <= rebuilt <= 1.0:
         return abs(rebuilt - recorded) <= ABSOLUTE_TOLERANCE, f"±{ABSOLUTE_TOLERANCE:g}"
     bound = RELATIVE_TOLERANCE * max(abs(recorded), 1e-12)
     return abs(rebuilt - recorded) <= bound, f"±{RELATIVE_TOLERANCE:.0%}"
@@ -495,7 +502,7 @@ def compare(entry: Entry, export_dir: Path) -> list[Row]:
             if not isinstance(now, int | float) or isinstance(now, bool):
                 rows.append(Row(f"{dataset} {name}", f"{value:.4f}", str(now), False, "absent"))
                 continue
-            ok, tol = within(float(value), float(now))
+            ok, tol = within(float(value), float(now), name)
             rows.append(Row(f"{dataset} {name}", f"{value:.4f}", f"{now:.4f}", ok, tol))
     return rows
 
