@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.spine.repo_copy import REPO, pipeline_env
 from zoo.index.export import read_export, write_synthetic_export
@@ -143,3 +144,70 @@ def test_a_tampered_lineage_is_refused_before_it_reaches_git_or_a_path(
 def test_a_ref_without_a_pinned_version_is_refused(ref: str) -> None:
     result = _zoo("reproduce", ref, "--check-only", cwd=REPO)
     assert result.returncode == 2 and "zoo: error:" in result.stderr
+
+
+def _entry_with_own_stages() -> str:
+    """A demo entry whose lineage holds compress, evaluate, benchmark and export of it."""
+    for path in sorted((REPO / "registry").rglob("v1.json")):
+        stages = json.loads(path.read_text())["lineage"].get("dvc_stages") or {}
+        kinds = {name.split("@")[0] for name in stages if "@" in name}
+        if {"compress", "evaluate", "benchmark", "export"} <= kinds:
+            entry = json.loads(path.read_text())
+            return f"{entry['stub']}@v1"
+    raise AssertionError("no registry entry with a full lineage in this checkout")
+
+
+def test_pull_inputs_rebuilds_the_entrys_own_stages_in_pipeline_order() -> None:
+    from zoo.reproduce import entry_key, entry_stages, load_entry, own_stages
+
+    params = (REPO / "params.yaml").read_text()
+    for path in sorted((REPO / "registry").rglob("v1.json")):
+        if not json.loads(path.read_text())["lineage"].get("dvc_stages"):
+            continue
+        entry = load_entry(REPO / "registry", f"{json.loads(path.read_text())['stub']}@v1")
+        stages = entry_stages(entry)
+        exports = [name for name in stages if name.startswith("export@")]
+        if len(exports) < 3:
+            continue
+        # A transfer entry: its lineage also exports its registered parent and the
+        # parent's baseline; its key is the one params.yaml gives its stub.
+        key = entry_key(entry, stages, params)
+        assert yaml.safe_load(params)["zoo"][key]["stub"] == str(entry.stub)
+        own = own_stages(stages, key)
+        assert own == [f"compress@{key}", f"evaluate@{key}", f"benchmark@{key}", f"export@{key}"]
+        # Everything else (data, the parent, its own stages) is restored, not rebuilt.
+        assert any(name.startswith("register@") for name in set(stages) - set(own))
+        return
+    raise AssertionError("no registry entry with a transfer lineage in this checkout")
+
+
+def test_pull_inputs_with_check_only_is_refused() -> None:
+    result = _zoo("reproduce", _entry_with_own_stages(), "--check-only", "--pull-inputs", cwd=REPO)
+    assert result.returncode == 2 and "--check-only runs nothing" in result.stderr
+
+
+def test_pull_inputs_missing_from_the_dvc_cache_is_a_clear_error(tmp_path: Path) -> None:
+    # A clone with the whole history but an empty DVC cache and no remote.
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "-q", "--shared", str(REPO), str(clone)], check=True, env=pipeline_env()
+    )
+    result = _zoo("reproduce", _entry_with_own_stages(), "--pull-inputs", cwd=clone)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "restoring the entry's inputs" in result.stderr
+    assert "from the clone's DVC cache (no default remote to pull from)" in result.stderr
+    assert "reproduce without --pull-inputs" in result.stderr
+    worktrees = subprocess.run(
+        ["git", "worktree", "list"], cwd=clone, capture_output=True, text=True, check=True
+    )
+    assert len(worktrees.stdout.splitlines()) == 1  # the temporary worktree is gone
+    assert not list(clone.glob(".dvc/cache/*"))  # nothing written into the clone's cache
+
+
+def test_a_loss_gets_the_relative_tolerance_even_below_one() -> None:
+    from zoo.reproduce import within
+
+    assert within(0.38, 0.395, "loss") == (True, "±5%")  # 4% off: a loss, relative
+    assert within(0.38, 0.40, "loss")[0] is False  # 5.3% off
+    assert within(0.863, 0.871, "accuracy") == (True, "±0.01")  # a fraction, absolute
+    assert within(0.863, 0.875, "accuracy")[0] is False

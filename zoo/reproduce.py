@@ -14,6 +14,11 @@ built it and the `dvc.lock` hash of every stage that did. Reproducing:
    are expected on the machine that built it), then every metric within `TOLERANCES`
    (what survives a change of CPU or thread count).
 
+`--pull-inputs` rebuilds only the entry's own stages (`compress@KEY`, `evaluate@KEY`,
+`benchmark@KEY`, `export@KEY`): the stages upstream of them (data, dense parent, a
+registered parent) are restored from the clone's DVC cache, or pulled from its default
+remote, as the results commit's `dvc.lock` records them; what is compared is the same.
+
 `--check-only` runs nothing: it compares the entry's stage hashes with the clone's
 committed `dvc.lock`. Nothing is written outside the temporary worktree, which is removed
 whatever happens.
@@ -149,8 +154,46 @@ def entry_stages(entry: Entry) -> dict[str, str]:
     return dict(lineage.dvc_stages)
 
 
-def _export_key(stages: dict[str, str]) -> str:
-    return next(name for name in stages if name.startswith("export@")).split("@", 1)[1]
+def entry_key(entry: Entry, stages: dict[str, str], params_text: str) -> str:
+    """The pipeline's key of the entry (`export@KEY` of its lineage): a lineage may hold
+    several exports (a transfer entry's registered parent, that parent's baseline), so
+    the key is the one whose `zoo:` entry in the run's params.yaml has the entry's stub."""
+    exports = [name.split("@", 1)[1] for name in stages if name.startswith("export@")]
+    try:
+        params = yaml.safe_load(params_text)
+    except yaml.YAMLError:
+        params = None
+    zoo = params.get("zoo") if isinstance(params, dict) else None
+    if isinstance(zoo, dict):
+        named = [
+            key
+            for key in exports
+            if isinstance(zoo.get(key), dict) and zoo[key].get("stub") == str(entry.stub)
+        ]
+        if len(named) == 1:
+            return named[0]
+    if len(exports) == 1:
+        return exports[0]
+    raise ReproduceError(
+        f"{entry.ref}: its lineage holds several exports ({', '.join(sorted(exports))}) and "
+        "the run's params.yaml names none of them with this stub, so which one is this "
+        "entry is unknown"
+    )
+
+
+# The per-entry stages in pipeline order (export reads the evaluation and the benchmark).
+_OWN_ORDER = ("compress", "evaluate", "benchmark", "export")
+
+
+def own_stages(stages: dict[str, str], key: str) -> list[str]:
+    """The entry's own stages (`<stage>@KEY`), in pipeline order."""
+    own = [name for name in stages if name.endswith(f"@{key}")]
+
+    def order(name: str) -> int:
+        kind = name.split("@", 1)[0]
+        return _OWN_ORDER.index(kind) if kind in _OWN_ORDER else len(_OWN_ORDER) - 1
+
+    return sorted(own, key=lambda name: (order(name), name))
 
 
 def _lock_at(repo: Path, commit: str) -> dict[str, dict[str, Any]]:
@@ -266,14 +309,66 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], what: str, timeout: flo
         raise ReproduceError(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
+def _dvc_output(root: Path, python: str, *args: str) -> str:
+    done = subprocess.run(
+        [python, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _restore_inputs(
+    root: Path, tree: Path, results: str, upstream: list[str], python: str, env: dict[str, str]
+) -> None:
+    """Put the upstream stages' outputs in `tree` as the results commit recorded them:
+    from the clone's DVC cache, or its default remote when the clone has one."""
+    (tree / "dvc.lock").write_text(_git(root, "show", f"{results}:dvc.lock").stdout)
+    cache = _dvc_output(root, python, "cache", "dir") or str(root / ".dvc" / "cache")
+    _run(
+        [python, "-m", "dvc", "cache", "dir", "--local", cache],
+        tree,
+        env,
+        "pointing the worktree at the clone's DVC cache",
+        300,
+    )
+    remote = _dvc_output(root, python, "remote", "default")
+    verb = "pull" if remote else "checkout"
+    source = (
+        f"the clone's DVC cache and its remote {remote!r}"
+        if remote
+        else ("the clone's DVC cache (no default remote to pull from)")
+    )
+    try:
+        _run(
+            [python, "-m", "dvc", verb, *upstream],
+            tree,
+            env,
+            f"restoring the entry's inputs ({len(upstream)} upstream stages) from {source}",
+            3600,
+        )
+    except ReproduceError as exc:
+        raise ReproduceError(
+            f"{exc}\nFetch them first (`dvc pull` with the team's remote configured), or "
+            "reproduce without --pull-inputs to rebuild them from the shipped data."
+        ) from None
+    # A parent published by an upstream `register` stage lives in a local store outside
+    # DVC (its receipt names it by a relative path): the clone's own, read as it is.
+    store = yaml.safe_load((tree / "params.yaml").read_text()).get("storage", {}).get("url")
+    local = isinstance(store, str) and "://" not in store and not Path(store).is_absolute()
+    if local and (root / store).is_dir() and not (tree / store).exists():
+        (tree / store).parent.mkdir(parents=True, exist_ok=True)
+        (tree / store).symlink_to((root / store).resolve(), target_is_directory=True)
+
+
 def rebuild(
     ref: str,
     repo: str | os.PathLike[str] = ".",
     *,
     python: str = "python",
     timeout: float = 7200,
+    pull_inputs: bool = False,
 ) -> Report:
-    """Rebuild the entry in a temporary worktree of its commit and compare it."""
+    """Rebuild the entry in a temporary worktree of its commit and compare it; with
+    `pull_inputs`, only its own stages, on inputs restored from DVC."""
     import sys
     import time
 
@@ -296,6 +391,7 @@ def rebuild(
     started = time.perf_counter()
     with temporary_worktree(root, commit) as tree:
         params = _git(root, "show", f"{results}:params.yaml").stdout
+        key = entry_key(entry, stages, params)
         (tree / "params.yaml").write_text(params)
         (tree / "dvc.lock").unlink(missing_ok=True)  # rebuilt from nothing, recorded anew
         env = dict(os.environ, DVC_NO_ANALYTICS="1", ZOO_CACHE_DIR=str(tree / ".zoo/cache"))
@@ -305,14 +401,36 @@ def rebuild(
             os.pathsep
         )
         _check_imports_from(tree, python, env)
-        _run(
-            [python, "-m", "dvc", "repro", *sorted(stages)],
-            tree,
-            env,
-            f"dvc repro in a worktree of {commit[:12]}",
-            timeout,
-        )
-        rows = compare(entry, tree / "models" / "export" / _export_key(stages))
+        if pull_inputs:
+            own = own_stages(stages, key)
+            upstream = sorted(set(stages) - set(own))
+            _restore_inputs(root, tree, results, upstream, python, env)
+            for stage in own:  # forced, one by one in order; --no-commit: cache untouched
+                _run(
+                    [
+                        python,
+                        "-m",
+                        "dvc",
+                        "repro",
+                        "--force",
+                        "--single-item",
+                        "--no-commit",
+                        stage,
+                    ],
+                    tree,
+                    env,
+                    f"dvc repro {stage} in a worktree of {commit[:12]}",
+                    timeout,
+                )
+        else:
+            _run(
+                [python, "-m", "dvc", "repro", *sorted(stages)],
+                tree,
+                env,
+                f"dvc repro in a worktree of {commit[:12]}",
+                timeout,
+            )
+        rows = compare(entry, tree / "models" / "export" / key)
     report = Report(entry.ref, "rebuild", rows, wall_s=time.perf_counter() - started)
     identical = weights_identical(report)
     if report.ok:
@@ -332,9 +450,16 @@ def rebuild(
     return report
 
 
-def within(recorded: float, rebuilt: float) -> tuple[bool, str]:
-    """Whether `rebuilt` reproduces `recorded` (see ABSOLUTE_/RELATIVE_TOLERANCE)."""
-    if 0.0 <= recorded <= 1.0 and 0.0 <= rebuilt <= 1.0:
+# Unbounded metrics: relative tolerance even when a value happens to lie in [0, 1] (a
+# cross-entropy loss of 0.38 is not a fraction).
+_UNBOUNDED = ("loss", "perplexity")
+
+
+def within(recorded: float, rebuilt: float, name: str = "") -> tuple[bool, str]:
+    """Whether `rebuilt` reproduces metric `name` as `recorded` (see ABSOLUTE_ /
+    RELATIVE_TOLERANCE)."""
+    unbounded = any(word in name for word in _UNBOUNDED)
+    if not unbounded and 0.0 <= recorded <= 1.0 and 0.0 <= rebuilt <= 1.0:
         return abs(rebuilt - recorded) <= ABSOLUTE_TOLERANCE, f"±{ABSOLUTE_TOLERANCE:g}"
     bound = RELATIVE_TOLERANCE * max(abs(recorded), 1e-12)
     return abs(rebuilt - recorded) <= bound, f"±{RELATIVE_TOLERANCE:.0%}"
@@ -377,7 +502,7 @@ def compare(entry: Entry, export_dir: Path) -> list[Row]:
             if not isinstance(now, int | float) or isinstance(now, bool):
                 rows.append(Row(f"{dataset} {name}", f"{value:.4f}", str(now), False, "absent"))
                 continue
-            ok, tol = within(float(value), float(now))
+            ok, tol = within(float(value), float(now), name)
             rows.append(Row(f"{dataset} {name}", f"{value:.4f}", f"{now:.4f}", ok, tol))
     return rows
 
@@ -422,7 +547,13 @@ def run_reproduce(args: Any) -> int:
 
     # A `kill` (SIGTERM) unwinds like Ctrl-C: the worktree is removed, the run stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = check_only(args.ref, args.repo) if args.check_only else rebuild(args.ref, args.repo)
+    if args.check_only and args.pull_inputs:
+        raise ReproduceError("--check-only runs nothing; --pull-inputs is for a rebuild")
+    report = (
+        check_only(args.ref, args.repo)
+        if args.check_only
+        else rebuild(args.ref, args.repo, pull_inputs=args.pull_inputs)
+    )
     if args.json:
         print(report_json(report))
     else:
@@ -441,6 +572,11 @@ def register(subparsers: Any) -> None:
         "--check-only",
         action="store_true",
         help="compare the entry's stage hashes with the committed dvc.lock; run nothing",
+    )
+    p.add_argument(
+        "--pull-inputs",
+        action="store_true",
+        help="rebuild only the entry's own stages, on inputs from the DVC cache or remote",
     )
     p.add_argument("--repo", default=".", help="a folder inside the project's git clone")
     p.add_argument("--json", action="store_true", help="machine-readable output")

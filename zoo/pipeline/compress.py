@@ -5,24 +5,56 @@ oneshot   the recipe applied at once with calibration data, no training;
 train     training-aware: the recipe runs inside training from the parent (pruning, QAT,
           distillation with the parent as teacher when the entry names a student);
 transfer  the parent fine-tuned on another dataset under the recipe (masks held).
+
+The training flows (train, transfer) run data-parallel under torchrun when the training
+settings of the entry's kind of data ask for it (`train.distributed.nproc_per_node` for
+images, `text.train.distributed.nproc_per_node` for text; zoo.training.distributed): the
+recipe runs unchanged on every rank, each with its own teacher, and only rank 0 saves.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from zoo.data.loaders import SplitTensors
+from zoo.data.loaders import SplitTensors, dataset_spec_of
 from zoo.models import ArchConfig, arch_config_of
 from zoo.pipeline.dense import build_model_for, load_flow_splits
 from zoo.pipeline.entries import CompressSettings, EntryConfig
 from zoo.pipeline.model_io import load_model_folder, save_model_folder
-from zoo.pipeline.params import DataConfig, ModelConfig
+from zoo.pipeline.params import DataConfig, ModelConfig, flow_config, train_key
 from zoo.training import fit, seed_everything
+from zoo.training.config import DistributedConfig
+from zoo.training.distributed import World, check_batch_size, start, stop
+
+TRAINING_FLOWS = ("train", "transfer")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How an entry's compress stage trains: `config` read from `switch` in params.yaml."""
+
+    config: DistributedConfig
+    switch: str  # e.g. "train.distributed.nproc_per_node"
+
+    def check(self, entry: EntryConfig, world_size: int) -> None:
+        check_batch_size(entry.batch_size, world_size, f"zoo.{entry.key}", self.switch)
+
+
+def distribution_of(params: Mapping[str, Any], entry: EntryConfig, data_root: Path) -> Distribution:
+    """The distributed settings of the flow (vision, text) whose kind of data the entry
+    trains on; one process for entries that do not train (dense, oneshot)."""
+    if entry.flow not in TRAINING_FLOWS:
+        return Distribution(DistributedConfig(), "(no training)")
+    flow = "text" if dataset_spec_of(data_root / entry.data).kind == "text" else "vision"
+    switch = f"{train_key(flow)}.distributed.nproc_per_node"
+    return Distribution(flow_config(params, flow).train.distributed, switch)
 
 
 def calibration_batches(data: SplitTensors, settings: CompressSettings) -> list[dict[str, Any]]:
@@ -53,9 +85,26 @@ def _starting_model(entry: EntryConfig, parent: nn.Module, data: SplitTensors) -
 
 
 def run_compress(
-    entry: EntryConfig, settings: CompressSettings, data_root: Path, out_dir: Path
+    entry: EntryConfig,
+    settings: CompressSettings,
+    data_root: Path,
+    out_dir: Path,
+    distribution: Distribution | None = None,
 ) -> list[dict[str, Any]]:
-    """Make the entry's model and save it to `out_dir`; return the training history."""
+    """Make the entry's model and save it to `out_dir` (rank 0 only, under torchrun);
+    return the training history."""
+    distribution = distribution or Distribution(DistributedConfig(), "(one process)")
+    world = start(distribution.config)
+    try:
+        distribution.check(entry, world.size)
+        return _compress(entry, settings, data_root, out_dir, world)
+    finally:
+        stop(world)
+
+
+def _compress(
+    entry: EntryConfig, settings: CompressSettings, data_root: Path, out_dir: Path, world: World
+) -> list[dict[str, Any]]:
     from zoo.recipes import RecipeManager, oneshot
     from zoo.recipes.parse import load_recipe
 
@@ -99,7 +148,9 @@ def run_compress(
                     loss, inputs=inputs, outputs=outputs
                 ),
                 desc=entry.key,
+                world=world,
             )
             model = manager.finalize(model)
-    save_model_folder(model, out_dir, recipe=entry.recipe)
+    if world.is_main:
+        save_model_folder(model, out_dir, recipe=entry.recipe)
     return history

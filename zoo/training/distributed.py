@@ -7,6 +7,16 @@ Every rank walks the same seeded order of global batches of `train.batch_size` a
 its own slice of each, so the optimizer sees the same global batch a single process would;
 `batch_size` must therefore divide by the world size. Only rank 0 writes outputs.
 
+Recipes run unchanged on every rank (zoo.pipeline.compress): every rank counts the same
+global steps, so schedules match one process; masks come from weights (or gradients) that
+DDP keeps identical, so they are identical on every rank (checked at the end of training).
+Buffers are synchronised after every step (`sync_buffers`): quantization observers take
+the minimum / maximum over the ranks, which is exactly what one process would have observed
+on the whole global batch, and the fake-quant scales are recomputed from them; batch-norm
+running statistics are averaged (the mean exactly, the variance without the spread between
+the ranks' slices). A module swap (QAT's fusion and fake-quant wrappers) rebuilds the DDP
+wrapper (`Replicas`), which also re-broadcasts rank 0's state.
+
 Past one machine: launch the same script with `torchrun --nnodes M --nproc-per-node N
 --rdzv-backend c10d --rdzv-endpoint HOST:PORT` on every node (the environment it sets is
 all this module reads).
@@ -20,7 +30,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -50,24 +60,33 @@ def main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def check_batch_size(batch_size: int, world_size: int, where: str = "train") -> None:
+def check_batch_size(
+    batch_size: int, world_size: int, where: str = "train", switch: str | None = None
+) -> None:
+    """Refuse a `<where>.batch_size` that `world_size` ranks (set at `switch`, by default
+    `<where>.distributed.nproc_per_node`) cannot split evenly."""
     if batch_size % world_size:
+        switch = switch or f"{where}.distributed.nproc_per_node"
         raise ConfigError(
             f"{where}.batch_size {batch_size} does not split evenly among {world_size} "
-            f"processes ({where}.distributed.nproc_per_node): use a multiple of {world_size}, "
+            f"processes ({switch}): use a multiple of {world_size}, "
             "so that every step trains on the same global batch as one process would"
         )
 
 
 def relaunch(
-    cfg: DistributedConfig, argv: Sequence[str], batch_size: int, where: str = "train"
+    cfg: DistributedConfig,
+    argv: Sequence[str],
+    batch_size: int,
+    where: str = "train",
+    switch: str | None = None,
 ) -> int | None:
     """Run `argv` (a script and its arguments) under torchrun when `cfg` asks for more than
     one process and this is not already a launched rank; its exit status, else None.
     A batch size the world size does not divide is refused first, before any launch."""
     if cfg.nproc_per_node <= 1 or under_launcher():
         return None
-    check_batch_size(batch_size, cfg.nproc_per_node, where)
+    check_batch_size(batch_size, cfg.nproc_per_node, where, switch)
     cmd = [
         sys.executable,
         "-m",
@@ -106,14 +125,116 @@ def stop(world: World) -> None:
             dist.destroy_process_group()
 
 
-def wrap(model: nn.Module, world: World) -> nn.Module:
-    """The module to run forward/backward through: DDP across ranks, else the model."""
-    if world.size == 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
+def _layout(model: nn.Module) -> tuple[Any, ...]:
+    """What a DDP wrapper is built on: the module tree and the parameter tensors."""
+    modules = tuple((name, type(module)) for name, module in model.named_modules())
+    return modules, tuple(id(p) for p in model.parameters())
 
-    # broadcast_buffers: batch-norm statistics follow rank 0, so every replica stays equal.
-    return DistributedDataParallel(model, broadcast_buffers=True)
+
+class Replicas:
+    """The module to run forward/backward through: the model itself for one process, else
+    a DistributedDataParallel wrapper of it, rebuilt whenever a recipe swapped modules or
+    parameters (QAT's fusion and fake-quant wrappers), since DDP registers its gradient
+    hooks and buffer lists once, when it is built."""
+
+    def __init__(self, model: nn.Module, world: World) -> None:
+        self.model = model
+        self.world = world
+        self._built_on: tuple[Any, ...] | None = None
+        self._ddp: nn.Module | None = None
+        self.builds = 0
+
+    def runner(self) -> nn.Module:
+        if self.world.size == 1:
+            return self.model
+        layout = _layout(self.model)
+        if self._ddp is None or layout != self._built_on:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._ddp = None  # the old wrapper's reducer (and its gradient hooks) goes first
+            # Building broadcasts rank 0's parameters and buffers; buffers are kept equal
+            # afterwards by sync_buffers, after every step, so DDP need not re-send them.
+            # find_unused_parameters: a recipe may leave parameters out of a step (experts
+            # a router did not pick, exits not taken) and DDP must not wait for them.
+            self._ddp = DistributedDataParallel(
+                self.model, forward_sync_buffers=False, find_unused_parameters=True
+            )
+            self._built_on = layout
+            self.builds += 1
+        return self._ddp
+
+
+def _is_observer(module: nn.Module) -> bool:
+    from torch.ao.quantization.observer import ObserverBase
+
+    return isinstance(module, ObserverBase)
+
+
+def _is_fake_quant(module: nn.Module) -> bool:
+    from torch.ao.quantization.fake_quantize import FakeQuantizeBase
+
+    return isinstance(module, FakeQuantizeBase)
+
+
+def _reduce_flat(tensors: list[torch.Tensor], op: Any, average: bool = False) -> None:
+    """All-reduce `tensors` as one flat message and write the result back in place."""
+    if not tensors:
+        return
+    import torch.distributed as dist
+
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in tensors])
+    dist.all_reduce(flat, op=op)
+    if average:
+        flat /= dist.get_world_size()
+    at = 0
+    with torch.no_grad():
+        for tensor in tensors:
+            tensor.copy_(flat[at : at + tensor.numel()].view_as(tensor))
+            at += tensor.numel()
+
+
+def sync_buffers(model: nn.Module, world: World) -> None:
+    """Make every rank's buffers equal after a step (see the module docstring): observers'
+    ranges become the range over all ranks, fake-quant scales follow them, batch-norm
+    running statistics are averaged."""
+    if world.size == 1:
+        return
+    import torch.distributed as dist
+
+    lows: list[torch.Tensor] = []
+    highs: list[torch.Tensor] = []
+    averaged: list[torch.Tensor] = []
+    quant_owned: set[int] = set()
+    for module in model.modules():
+        if _is_observer(module) or _is_fake_quant(module):
+            quant_owned.update(id(b) for b in module.buffers(recurse=False))
+        low, high = getattr(module, "min_val", None), getattr(module, "max_val", None)
+        if _is_observer(module) and isinstance(low, torch.Tensor):
+            lows.append(low)
+            highs.append(cast(torch.Tensor, high))
+    for module in model.modules():
+        for buffer in module.buffers(recurse=False):
+            if id(buffer) not in quant_owned and buffer.is_floating_point():
+                averaged.append(buffer)
+    # float64 holds every float32 exactly; +-inf (an observer that saw nothing) survives.
+    _reduce_flat(lows, dist.ReduceOp.MIN)
+    _reduce_flat(highs, dist.ReduceOp.MAX)
+    _reduce_flat(averaged, dist.ReduceOp.SUM, average=True)
+    for module in model.modules():
+        if _is_fake_quant(module):
+            _refresh_qparams(cast(Any, module))
+
+
+@torch.no_grad()
+def _refresh_qparams(fake_quant: Any) -> None:
+    """Recompute a fake-quant module's scale and zero point from its (synchronised)
+    observer, as its own forward does while the observer is on."""
+    low = fake_quant.activation_post_process.min_val
+    if not bool(fake_quant.observer_enabled[0]) or low.numel() == 0 or not low.isfinite().all():
+        return  # observer off, or no data seen yet (just swapped in): nothing to follow
+    scale, zero_point = fake_quant.calculate_qparams()
+    fake_quant.scale.resize_(scale.shape).copy_(scale)
+    fake_quant.zero_point.resize_(zero_point.shape).copy_(zero_point)
 
 
 def shard(batches: Iterable[Any], world: World) -> Iterator[Any]:

@@ -17,7 +17,14 @@ from tqdm.auto import tqdm
 
 from zoo.data.loaders import Inputs, SplitTensors
 from zoo.training.config import TrainConfig
-from zoo.training.distributed import World, all_sum, check_replicas_equal, shard, wrap
+from zoo.training.distributed import (
+    Replicas,
+    World,
+    all_sum,
+    check_replicas_equal,
+    shard,
+    sync_buffers,
+)
 
 # (loss, inputs, outputs, labels) -> loss with extra terms (distillation, regularization)
 LossHook = Callable[[torch.Tensor, Inputs, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -150,7 +157,7 @@ def fit(
     loader = train_data.loader(batch_size, shuffle=True, seed=seed)
     history: list[dict[str, Any]] = []
     with _channels_last(model) if world.size == 1 else contextlib.nullcontext():
-        runner = wrap(model, world)
+        replicas = Replicas(model, world)
         for epoch in range(1, epochs + 1):
             model.train()
             started = time.perf_counter()
@@ -164,7 +171,7 @@ def fit(
                 leave=False,
             )
             for inputs, labels in bar:
-                outputs = runner(**inputs)
+                outputs = replicas.runner()(**inputs)
                 loss = nn.functional.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
                 if loss_hook is not None:
                     loss = loss_hook(loss, inputs, outputs, labels)
@@ -175,6 +182,7 @@ def fit(
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+                sync_buffers(model, world)
                 seen += len(labels)
                 loss_sum += float(loss.detach()) * len(labels)
                 correct += int((outputs.argmax(1) == labels).sum())
