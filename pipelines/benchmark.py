@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from zoo.pipeline.stage import entry_parser, load_entry, run_stage
@@ -12,6 +13,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--baseline", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path, help="benchmark JSON")
+    parser.add_argument(
+        "--metrics", type=Path, help="the evaluate stage's JSON (early exit: its threshold)"
+    )
     args = parser.parse_args()
 
     def stage() -> None:
@@ -20,8 +24,15 @@ def main() -> None:
         from zoo.pipeline.measure import run_benchmark
 
         params, entry = load_entry(args)
+        metrics = json.loads(args.metrics.read_text()) if args.metrics else None
         report = run_benchmark(
-            entry, bench_settings(params), args.data_root, args.model, args.baseline
+            entry,
+            bench_settings(params),
+            args.data_root,
+            args.model,
+            args.baseline,
+            metrics,
+            str(args.metrics),
         )
         atomic_write_json(args.out, report.to_dict())
         largest = max(report.model.batches)

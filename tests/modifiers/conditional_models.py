@@ -27,14 +27,16 @@ def scramble_routers(model: nn.Module) -> None:
         nn.init.normal_(moe.router.weight, std=3.0)
 
 
-def bert(layers: int = 4, seed: int = 0) -> nn.Module:
+def bert(layers: int = 4, seed: int = 0, vocab: int = 500) -> nn.Module:
+    """A tiny randomly initialised MiniLM classifier (`vocab=30522` reads real reviews
+    through MiniLM's tokenizer)."""
     torch.manual_seed(seed)
     config = {
         "hidden_size": 32,
         "num_hidden_layers": layers,
         "num_attention_heads": 4,
         "intermediate_size": 64,
-        "vocab_size": 500,
+        "vocab_size": vocab,
         "max_position_embeddings": 64,
         "hidden_dropout_prob": 0.0,  # train-mode steps comparable: no dropout noise
         "attention_probs_dropout_prob": 0.0,

@@ -16,6 +16,7 @@ from tests.modifiers.conditional_models import (
     with_exits,
 )
 from zoo.evaluation.conditional import measure_conditional
+from zoo.evaluation.conditional_names import exit_sweep, expert_load, sweep_name
 from zoo.modifiers.moe import expert_parameters
 from zoo.recipes import oneshot
 
@@ -54,3 +55,34 @@ def test_a_plain_model_has_no_conditional_facts() -> None:
     with torch.no_grad():
         _, facts = measure_conditional(model, lambda: model(images(4)))
     assert facts == {}
+
+
+def test_the_expert_load_histogram_is_measured_per_layer_and_reads_back() -> None:
+    model = oneshot(cnn(), recipe(UPCYCLE_CNN))
+    scramble_routers(model)
+    with torch.no_grad():
+        _, facts = measure_conditional(model, lambda: model(images(64)))
+    histogram = expert_load(facts)
+    assert list(histogram) == ["hidden.0"] and len(histogram["hidden.0"]) == 4
+    assert sum(histogram["hidden.0"]) == pytest.approx(1.0, abs=1e-3)
+    assert max(histogram["hidden.0"]) == facts["expert_load_max"]
+    # A damaged or foreign name is skipped, not guessed at; a layer with a gap is dropped.
+    damaged = {**facts, "expert_load/x/one": 0.5, "expert_load/y/0": 1.0, "expert_load/y/2": 0}
+    assert expert_load(damaged) == histogram
+
+
+def test_the_recorded_sweep_reads_back_with_its_choice() -> None:
+    facts = {
+        sweep_name(0.0, "accuracy"): 0.9,
+        sweep_name(0.0, "mean_layers"): 6.0,
+        sweep_name(0.1234567, "accuracy"): 0.89,
+        sweep_name(0.1234567, "mean_layers"): 2.5,
+        sweep_name(0.5, "accuracy"): 0.7,  # no mean_layers: incomplete, skipped
+        "exit_sweep/abc/accuracy": 1.0,
+        "exit_threshold": 0.1234567,
+    }
+    points = exit_sweep(facts)
+    assert [(p.threshold, p.mean_layers, p.chosen) for p in points] == [
+        (0.0, 6.0, False),
+        (0.123457, 2.5, True),
+    ]

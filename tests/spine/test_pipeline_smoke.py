@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.spine.repo_copy import copy_repo, run
+from zoo.evaluation.conditional_names import expert_load
 from zoo.evaluation.schema import CONTROL_TOLERANCE, BenchmarkReport
 
 pytestmark = pytest.mark.slow
@@ -163,6 +164,8 @@ def test_the_upcycled_entry_carries_its_measured_facts_to_search_and_catalog(
     # Top-1 of 4 experts: three of the hidden layer's copies idle for every image.
     assert facts["active_parameters"] < facts["total_parameters"]
     assert 0.25 <= facts["expert_load_max"] <= 1.0
+    shares = expert_load(facts)["hidden.0"]  # the histogram: every expert's share
+    assert len(shares) == 4 and sum(shares) == pytest.approx(1.0, abs=1e-3)
     found = run(
         [*ZOO, "search", "--where", "active_parameters>0", "--registry", str(store), "--json"],
         repo,
@@ -174,6 +177,7 @@ def test_the_upcycled_entry_carries_its_measured_facts_to_search_and_catalog(
     assert built.returncode == 0, built.stderr
     pages = [p.read_text() for p in (tmp_path / "site").rglob("*.html") if "moe4_top1" in p.name]
     assert pages and all("active_parameters" in page for page in pages)
+    assert all(page.count('class="bar"') == 4 for page in pages)  # the load, drawn
 
 
 def test_transfer_fetched_its_upstream_by_stub(smoke_repo: tuple[Path, dict]) -> None:

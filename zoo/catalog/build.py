@@ -31,6 +31,8 @@ from zoo.client.fmt import (
 from zoo.client.pareto import pareto_front
 from zoo.client.search import metric_value
 from zoo.errors import DownloadIntegrityError
+from zoo.evaluation import conditional_names
+from zoo.evaluation.conditional_names import LOAD_PREFIX, SWEEP_PREFIX
 from zoo.evaluation.schema import fastest_runtime, figures_of, runtimes_of
 from zoo.index.schema import FACETS, Entry, EntrySummary, parse_ref
 from zoo.storage.base import Store, sha256_bytes
@@ -352,6 +354,27 @@ def _count(values: Iterable[str]) -> dict[str, int]:
     return dict(counts)
 
 
+def _conditional(entry: Entry) -> list[dict[str, Any]]:
+    """Per dataset: the MoE expert load histogram (a bar chart per layer) and the
+    early-exit threshold sweep, from the entry's metrics."""
+    out = []
+    for dataset, values in sorted(entry.metrics.items()):
+        load = conditional_names.expert_load(values)
+        sweep = conditional_names.exit_sweep(values)
+        if load or sweep:
+            out.append(
+                {
+                    "dataset": dataset,
+                    "load": [
+                        (layer, svg.bars(shares, f"expert load of {layer}"))
+                        for layer, shares in load.items()
+                    ],
+                    "sweep": sweep,
+                }
+            )
+    return out
+
+
 def _model_page(
     env: Any,
     page: ModelPage,
@@ -390,7 +413,9 @@ def _model_page(
                 (d, n, v)
                 for d, vals in sorted(entry.metrics.items())
                 for n, v in sorted(vals.items())
+                if not n.startswith((LOAD_PREFIX, SWEEP_PREFIX))  # drawn below instead
             ],
+            conditional=_conditional(entry),
             benchmarks=[
                 (m, n, v)
                 for m, vals in sorted(entry.benchmarks.items())

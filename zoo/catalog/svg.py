@@ -189,3 +189,35 @@ def chain(nodes: Sequence[Node]) -> str:
             )
     out.append("</svg>")
     return "\n".join(out)
+
+
+def bars(shares: Sequence[float], label: str) -> str:
+    """A small column chart of shares in [0, 1] (an MoE layer's expert load), with the
+    even share (1/n) drawn as a dashed line."""
+    if not shares:
+        return ""
+    col, gap, plot_h, top, bottom = 28, 8, 60, 14, 16
+    width = len(shares) * (col + gap) + gap
+    height = top + plot_h + bottom
+    even_y = top + plot_h * (1 - 1 / len(shares))
+    out = [
+        f'<svg class="bars" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(label)}" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for i, share in enumerate(shares):
+        value = min(1.0, max(0.0, share))
+        x, h = gap + i * (col + gap), plot_h * value
+        out.append(
+            f'<rect x="{x}" y="{top + plot_h - h:.1f}" width="{col}" height="{h:.1f}" '
+            f'class="bar"><title>expert {i}: {100 * share:.1f}%</title></rect>'
+            f'<text x="{x + col / 2}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle" '
+            f'class="tick">{100 * share:.0f}%</text>'
+            f'<text x="{x + col / 2}" y="{height - 3}" text-anchor="middle" class="tick">'
+            f"{i}</text>"
+        )
+    out.append(
+        f'<line x1="0" y1="{even_y:.1f}" x2="{width}" y2="{even_y:.1f}" class="even">'
+        f"<title>even load: {100 / len(shares):.1f}%</title></line>"
+    )
+    out.append("</svg>")
+    return "\n".join(out)

@@ -188,11 +188,15 @@ def sweep(
     return results
 
 
-def choose_operating_point(results: list[dict[str, float]], max_drop: float) -> dict[str, float]:
-    """The sweep point with the fewest layers whose accuracy is within `max_drop` of the
-    best accuracy seen."""
-    best = max(r["accuracy"] for r in results)
+def choose_operating_point(
+    results: list[dict[str, float]], max_drop: float, reference: float | None = None
+) -> dict[str, float]:
+    """The sweep point with the fewest layers whose accuracy is within `max_drop` of
+    `reference` (the full model's accuracy; default: the best accuracy seen)."""
+    best = max(r["accuracy"] for r in results) if reference is None else reference
     fit = [r for r in results if r["accuracy"] >= best - max_drop]
+    if not fit:  # nothing within budget of an outside reference: the most accurate point
+        return max(results, key=lambda r: (r["accuracy"], r["mean_layers"]))
     return min(fit, key=lambda r: (r["mean_layers"], -r["accuracy"]))
 
 

@@ -45,10 +45,25 @@ class EntryConfig:
     # Values for the recipe's own `variables` (e.g. sparsity, num_epochs): how a search
     # varies one recipe without a file per point (zoo/nas checks the names beforehand).
     recipe_variables: dict[str, Any] | None = None
+    # Early exit: the evaluate stage sweeps the threshold on the validation split and keeps
+    # the fastest point losing at most `exit_max_drop` accuracy (0.01: one point) against
+    # the full model, or `exit_threshold` when given.
+    exit_max_drop: float = 0.01
+    exit_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.flow not in FLOWS:
             raise ConfigError(f"zoo.{self.key}.flow: {self.flow!r} is not one of {FLOWS}")
+        if not 0.0 <= self.exit_max_drop < 1.0:
+            raise ConfigError(
+                f"zoo.{self.key}.exit_max_drop: an accuracy fraction in [0, 1) (0.01 is one "
+                f"point), got {self.exit_max_drop}"
+            )
+        if self.exit_threshold is not None and not self.exit_threshold >= 0.0:
+            raise ConfigError(
+                f"zoo.{self.key}.exit_threshold: must be >= 0 (an entropy, or a top "
+                f"probability), got {self.exit_threshold}"
+            )
 
     @property
     def is_distillation(self) -> bool:

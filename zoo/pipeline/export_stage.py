@@ -8,11 +8,11 @@ from typing import Any
 
 from zoo.data.loaders import collate, load_split
 from zoo.data.prepare import dataset_digest
-from zoo.evaluation.conditional import FACTS as CONDITIONAL_FACTS
+from zoo.evaluation.conditional_names import is_fact as is_conditional_fact
 from zoo.evaluation.schema import BenchmarkReport
 from zoo.index.schema import Lineage
 from zoo.pipeline.entries import BenchSettings, EntryConfig, model_dir
-from zoo.pipeline.measure import _tokenizer_for
+from zoo.pipeline.measure import EXIT_BLOCK, _tokenizer_for, use_chosen_threshold
 from zoo.pipeline.model_io import load_model_folder, read_receipt
 
 
@@ -47,8 +47,10 @@ def index_metrics(entry: EntryConfig, metrics: Mapping[str, Any]) -> dict[str, d
             "val_accuracy": round(val["accuracy"], 6),
             "retained": round(test["retained"], 6),
             "agreement": round(test["agreement"], 6),
-            # Conditional computation (MoE, early exit): measured on the test split.
-            **{k: test[k] for k in CONDITIONAL_FACTS if k in test},
+            # Conditional computation (MoE, early exit): measured on the test split; the
+            # early-exit threshold sweep and choice on the validation split.
+            **{k: v for k, v in test.items() if is_conditional_fact(k)},
+            **{k: v for k, v in (metrics.get(EXIT_BLOCK) or {}).items() if is_conditional_fact(k)},
         }
     }
 
@@ -66,6 +68,7 @@ def run_export(
     from zoo.compress.export import export_model
 
     model = load_model_folder(source_dir)
+    use_chosen_threshold(model, metrics, f"metrics of {entry.key}")
     samples = load_split(
         data_root / entry.data,
         "test",

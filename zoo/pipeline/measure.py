@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -13,18 +14,23 @@ from torch import nn
 
 from zoo.compress.format import CSR_MIN_SPARSITY  # a layer this sparse is also timed as CSR
 from zoo.data.loaders import SplitTensors, load_split
-from zoo.evaluation.conditional import measure_conditional
+from zoo.errors import ConfigError
+from zoo.evaluation.conditional import choose_exit_threshold, measure_conditional
 from zoo.evaluation.counting import count_nonzero, count_parameters, estimate_flops
 from zoo.evaluation.memory import peak_memory_mb
 from zoo.evaluation.schema import DEFAULT_RUNTIME, BenchmarkReport, ModelFigures
 from zoo.evaluation.speed import measure_side_by_side
 from zoo.models import arch_config_of
+from zoo.modifiers import early_exit
 from zoo.pipeline.dense import text_tokenizer
 from zoo.pipeline.entries import BenchSettings, CompressSettings, EntryConfig
 from zoo.pipeline.model_io import load_model_folder
 from zoo.training import evaluate
 
 EVAL_SPLITS = ("val", "test")
+EVAL_BATCH = 64
+#: The evaluate stage's metrics block of an early-exit model's threshold sweep and choice.
+EXIT_BLOCK = "early_exit"
 # MiniLM is benchmarked on real reviews padded to a fixed length, so every batch is alike.
 BENCH_SEQUENCE_LENGTH = 48
 
@@ -54,14 +60,26 @@ def run_evaluate(
     baseline = model if model_dir == baseline_dir else load_model_folder(baseline_dir)
     tokenizer = _tokenizer_for(model, entry.tokenizer)
     metrics: dict[str, Any] = {}
-    for split in EVAL_SPLITS:
-        data = load_split(
+    splits = {
+        split: load_split(
             data_root / entry.data,
             split,
             limit=settings.limit_eval,
             tokenizer=tokenizer,
             max_length=entry.max_length,
         )
+        for split in EVAL_SPLITS
+    }
+    if early_exit.exit_spec(model) is not None:
+        # The operating point is chosen on validation data, then every split (and the
+        # benchmark and export stages, through EXIT_BLOCK) runs at it.
+        metrics[EXIT_BLOCK] = choose_exit_threshold(
+            model,
+            list(splits["val"].batches(EVAL_BATCH)),
+            entry.exit_max_drop,
+            entry.exit_threshold,
+        )
+    for split, data in splits.items():
         if is_causal_lm(model):
             metrics[split] = _perplexities(model, entry, data)
             continue
@@ -76,6 +94,24 @@ def run_evaluate(
             **conditional,  # MoE / early exit: active parameters, layers run, expert load
         }
     return metrics
+
+
+def use_chosen_threshold(model: nn.Module, metrics: Mapping[str, Any], where: str) -> None:
+    """Set the early-exit threshold the evaluate stage chose (its metrics, read from
+    `where`) on `model`; nothing for a model without exits."""
+    if early_exit.exit_spec(model) is None:
+        return
+    block = metrics.get(EXIT_BLOCK) if isinstance(metrics, Mapping) else None
+    threshold = block.get("exit_threshold") if isinstance(block, Mapping) else None
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool):
+        raise ConfigError(
+            f"{where}: an early-exit model's evaluate metrics need "
+            f"{EXIT_BLOCK}.exit_threshold (a number), got {threshold!r}; re-run its "
+            "evaluate stage"
+        )
+    if not 0.0 <= threshold < float("inf"):
+        raise ConfigError(f"{where}: {EXIT_BLOCK}.exit_threshold must be >= 0, got {threshold}")
+    early_exit.set_threshold(model, float(threshold))
 
 
 def _perplexities(model: nn.Module, entry: EntryConfig, data: SplitTensors) -> dict[str, Any]:
@@ -128,9 +164,14 @@ def run_benchmark(
     data_root: Path,
     model_dir: Path,
     baseline_dir: Path,
+    metrics: Mapping[str, Any] | None = None,
+    metrics_path: str = "metrics",
 ) -> BenchmarkReport:
-    """Latency, throughput, memory, size, parameters and FLOPs, side by side with the baseline."""
+    """Latency, throughput, memory, size, parameters and FLOPs, side by side with the
+    baseline; an early-exit model runs at the threshold its evaluate `metrics` chose."""
     model = load_model_folder(model_dir)
+    if metrics is not None:
+        use_chosen_threshold(model, metrics, metrics_path)
     baseline = load_model_folder(baseline_dir)
     data = load_split(
         data_root / entry.data,
