@@ -52,6 +52,17 @@ quant_stage:
 """
 
 
+def load_reviews(data: Path) -> tuple[Any, list[Any], Any]:
+    """The calibration reviews (split and its batches) and the test split, tokenized."""
+    from zoo.data import load_split
+    from zoo.models.text import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    train = load_split(data, "train", limit=CALIBRATION_REVIEWS, tokenizer=tokenizer)
+    test = load_split(data, "test", tokenizer=tokenizer)
+    return train, [inputs for inputs, _ in train.batches(BATCH)], test
+
+
 def dense_input_stats(model: nn.Module, calibration: list[Any], names: list[str]) -> dict[str, Any]:
     """Sums over the inputs X of each named Linear (X^T X in .xtx), from one calibration pass."""
     from zoo.modifiers.base import forward_batch
@@ -182,16 +193,11 @@ def main() -> int:
     torch.set_num_threads(2)
     torch.manual_seed(0)
 
-    from zoo.data import load_split
     from zoo.models.checkpoint import load_checkpoint
-    from zoo.models.text import load_tokenizer
     from zoo.modifiers.quantization.weight_only import WeightGrid
     from zoo.training.trainer import evaluate
 
-    tokenizer = load_tokenizer()
-    train = load_split(args.data, "train", limit=CALIBRATION_REVIEWS, tokenizer=tokenizer)
-    test = load_split(args.data, "test", tokenizer=tokenizer)
-    calibration = [inputs for inputs, _ in train.batches(BATCH)]
+    _, calibration, test = load_reviews(args.data)
     dense = load_checkpoint(args.dense).eval()
     result = _Results({"calibration_reviews": CALIBRATION_REVIEWS, "test_reviews": len(test)})
     result["dense_accuracy"] = round(evaluate(dense, test).accuracy, 4)

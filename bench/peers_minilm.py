@@ -29,10 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.gptq_minilm import (
+    CALIBRATION_REVIEWS,
+    dense_input_stats,
+    load_reviews,
+    relative_error,
+)
+from bench.peers.recipes import RECIPES, TARGETS
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from bench.gptq_minilm import BATCH, CALIBRATION_REVIEWS, dense_input_stats, relative_error  # noqa: E402
-from bench.peers.recipes import RECIPES, TARGETS  # noqa: E402
 
 FLOOR = 1.02  # ours / theirs: mean layer error, and their accuracy / ours
 
@@ -125,17 +131,12 @@ def main() -> int:
 
     from safetensors.torch import load_file
 
-    from zoo.data import load_split
     from zoo.models.checkpoint import load_checkpoint
-    from zoo.models.text import load_tokenizer
     from zoo.modifiers.selection import select_params
     from zoo.recipes import oneshot
     from zoo.training.trainer import evaluate
 
-    tokenizer = load_tokenizer()
-    train = load_split(args.data, "train", limit=CALIBRATION_REVIEWS, tokenizer=tokenizer)
-    test = load_split(args.data, "test", tokenizer=tokenizer)
-    calibration = [inputs for inputs, _ in train.batches(BATCH)]
+    train, calibration, test = load_reviews(args.data)
     theirs_dir = args.theirs or _run_theirs(args, train.inputs)
     theirs_seconds = json.loads((theirs_dir / "timings.json").read_text())
 

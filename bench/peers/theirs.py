@@ -23,35 +23,33 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipes import RECIPES, TARGETS
+# zoo itself (for the classifier's forward) and recipes.py import here without .venv.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.peers.recipes import RECIPES, TARGETS
 
 BATCH = 32
 
 
 def classifier_class() -> type:
-    """Same structure and parameter names as zoo.models.text.TextClassifier (eval only).
+    """zoo.models.text.TextClassifier as a transformers PreTrainedModel (same names, forward).
 
-    A transformers PreTrainedModel, as llm-compressor's oneshot requires one (it patches
-    save_pretrained and reads config); built in a function so importing does no work.
+    llm-compressor's oneshot requires a PreTrainedModel (it patches save_pretrained and
+    reads config); built in a function so importing does no work.
     """
     from transformers import BertModel, BertPreTrainedModel
 
-    class TextClassifier(BertPreTrainedModel):  # type: ignore[misc]
-        def __init__(self, config: object, num_classes: int) -> None:
+    from zoo.models.text import TextClassifier
+
+    class Classifier(BertPreTrainedModel):  # type: ignore[misc]
+        def __init__(self, config: object, num_classes: int, dropout: float) -> None:
             super().__init__(config)
             self.encoder = BertModel(config, add_pooling_layer=False)
-            self.dropout = nn.Dropout(0.0)
+            self.dropout = nn.Dropout(dropout)
             self.classifier = nn.Linear(config.hidden_size, num_classes)
 
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-            states = out.last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            return self.classifier(self.dropout(pooled))
+        forward = TextClassifier.forward
 
-    return TextClassifier
+    return Classifier
 
 
 def load_dense(folder: Path, config_dir: Path) -> nn.Module:
@@ -66,7 +64,7 @@ def load_dense(folder: Path, config_dir: Path) -> nn.Module:
     # that it is not already quantized: give it the dense encoder's own config there.
     encoder_config.save_pretrained(config_dir)
     encoder_config.name_or_path = str(config_dir)
-    model = classifier_class()(encoder_config, kwargs["num_classes"])
+    model = classifier_class()(encoder_config, kwargs["num_classes"], kwargs["dropout"])
     state = load_file(folder / config["weights"]["path"])
     missing, unexpected = model.load_state_dict(state, strict=False)
     # position_ids style buffers may differ between transformers versions; weights may not.
