@@ -132,6 +132,19 @@ onnx-agreement: setup ## every demo entry exports to ONNX; ONNX Runtime agrees w
 bench-gptq: setup ## GPTQ vs round-to-nearest layer error, W4A16 / SmoothQuant accuracy on the demo's dense MiniLM (after make demo)
 	$(PY) bench/gptq_minilm.py --out metrics/gptq_minilm.json
 
+# llm-compressor pins transformers <= 5.17 (ours: 5.24), so it lives in its own venv, never .venv.
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.setup-done
+
+$(PEERS_STAMP): bench/peers/requirements.txt
+	@test -x $(PEERS_VENV)/bin/python || python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q -r bench/peers/requirements.txt
+	@touch $@
+
+.PHONY: bench-peers
+bench-peers: setup $(PEERS_STAMP) ## our SparseGPT / Wanda / GPTQ side by side with llm-compressor itself on the demo's dense MiniLM (after make demo; ~30 min)
+	$(PY) bench/peers_minilm.py --peers-python $(PEERS_VENV)/bin/python --out metrics/peers_minilm.json
+
 .PHONY: s3-up
 s3-up: $(SETUP_STAMP) ## start a SeaweedFS S3 server on 127.0.0.1:8333 (data in .s3/; then: source .s3/env)
 	$(PY) -m zoo.storage.seaweed up --dir .s3

@@ -52,15 +52,22 @@ quant_stage:
 """
 
 
-def _relative_errors(model: nn.Module, calibration: list[Any], grid: Any) -> dict[str, Any]:
-    """GPTQ and RTN relative output error per encoder Linear, from the dense inputs."""
-    from zoo.modifiers.base import forward_batch
-    from zoo.modifiers.gptq import gptq_quantize
-    from zoo.modifiers.pruning_calibrated import _Stats, layer_inputs_2d
-    from zoo.modifiers.quantization.weight_only import rtn_quantize
-    from zoo.modifiers.selection import select_params
+def load_reviews(data: Path) -> tuple[Any, list[Any], Any]:
+    """The calibration reviews (split and its batches) and the test split, tokenized."""
+    from zoo.data import load_split
+    from zoo.models.text import load_tokenizer
 
-    names = [n.removesuffix(".weight") for n in select_params(model, ENCODER_LINEARS)]
+    tokenizer = load_tokenizer()
+    train = load_split(data, "train", limit=CALIBRATION_REVIEWS, tokenizer=tokenizer)
+    test = load_split(data, "test", tokenizer=tokenizer)
+    return train, [inputs for inputs, _ in train.batches(BATCH)], test
+
+
+def dense_input_stats(model: nn.Module, calibration: list[Any], names: list[str]) -> dict[str, Any]:
+    """Sums over the inputs X of each named Linear (X^T X in .xtx), from one calibration pass."""
+    from zoo.modifiers.base import forward_batch
+    from zoo.modifiers.pruning_calibrated import _Stats, layer_inputs_2d
+
     stats = {n: _Stats(want_hessian=True) for n in names}
     handles = [
         model.get_submodule(n).register_forward_pre_hook(
@@ -73,11 +80,26 @@ def _relative_errors(model: nn.Module, calibration: list[Any], grid: Any) -> dic
             forward_batch(model, batch)
     for handle in handles:
         handle.remove()
+    return stats
 
-    def error(weight: torch.Tensor, new: torch.Tensor, xtx: torch.Tensor) -> float:
-        delta = (weight - new).float()
+
+def relative_error(weight: torch.Tensor, new: torch.Tensor, xtx: torch.Tensor) -> float:
+    """||WX - W^X|| / ||WX||, from X^T X (the bias cancels in the difference)."""
+
+    def norm(delta: torch.Tensor) -> float:
         return float(((delta @ xtx) * delta).sum().clamp_min(0).sqrt())
 
+    return norm((weight - new).float()) / norm(weight.float())
+
+
+def _relative_errors(model: nn.Module, calibration: list[Any], grid: Any) -> dict[str, Any]:
+    """GPTQ and RTN relative output error per encoder Linear, from the dense inputs."""
+    from zoo.modifiers.gptq import gptq_quantize
+    from zoo.modifiers.quantization.weight_only import rtn_quantize
+    from zoo.modifiers.selection import select_params
+
+    names = [n.removesuffix(".weight") for n in select_params(model, ENCODER_LINEARS)]
+    stats = dense_input_stats(model, calibration, names)
     gptq_errors, rtn_errors, seconds = [], [], 0.0
     for name in names:
         weight = model.get_submodule(name).weight.detach()
@@ -87,9 +109,8 @@ def _relative_errors(model: nn.Module, calibration: list[Any], grid: Any) -> dic
         gptq, _ = gptq_quantize(weight, stats[name].hessian(), grid)
         seconds += time.perf_counter() - started
         rtn, _ = rtn_quantize(weight, grid)
-        base = error(weight, torch.zeros_like(weight), xtx)
-        gptq_errors.append(error(weight, gptq, xtx) / base)
-        rtn_errors.append(error(weight, rtn, xtx) / base)
+        gptq_errors.append(relative_error(weight, gptq, xtx))
+        rtn_errors.append(relative_error(weight, rtn, xtx))
     return {
         "layers": len(names),
         "gptq_mean": round(sum(gptq_errors) / len(names), 4),
@@ -172,16 +193,11 @@ def main() -> int:
     torch.set_num_threads(2)
     torch.manual_seed(0)
 
-    from zoo.data import load_split
     from zoo.models.checkpoint import load_checkpoint
-    from zoo.models.text import load_tokenizer
     from zoo.modifiers.quantization.weight_only import WeightGrid
     from zoo.training.trainer import evaluate
 
-    tokenizer = load_tokenizer()
-    train = load_split(args.data, "train", limit=CALIBRATION_REVIEWS, tokenizer=tokenizer)
-    test = load_split(args.data, "test", tokenizer=tokenizer)
-    calibration = [inputs for inputs, _ in train.batches(BATCH)]
+    _, calibration, test = load_reviews(args.data)
     dense = load_checkpoint(args.dense).eval()
     result = _Results({"calibration_reviews": CALIBRATION_REVIEWS, "test_reviews": len(test)})
     result["dense_accuracy"] = round(evaluate(dense, test).accuracy, 4)
