@@ -70,7 +70,7 @@ def _export_and_load(model: nn.Module, folder: Path) -> nn.Module:
     [
         ("      scheme: W4A16\n      group_size: 32\n", 1 / 6),
         ("      scheme: W4A16\n      group_size: 64\n      actorder: group\n", 1 / 6),
-        ("      scheme: W8A16\n", 0.27),
+        ("      scheme: W8A16\n      group_size: 64\n", 0.27),
     ],
     ids=["w4a16", "w4a16-group-actorder", "w8a16"],
 )

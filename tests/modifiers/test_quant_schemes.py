@@ -19,7 +19,7 @@ from zoo.recipes import oneshot, parse_recipe
     ("scheme", "grid", "activations"),
     [
         ("W4A16", WeightGrid(4, 128), "none"),
-        ("w8a16", WeightGrid(8), "none"),
+        ("w8a16", WeightGrid(8, 128), "none"),  # compressed-tensors: groups of 128 too
         ("W8A8", WeightGrid(8), "dynamic"),
         ("INT8", WeightGrid(8), "dynamic"),
     ],

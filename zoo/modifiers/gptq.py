@@ -8,12 +8,14 @@ the column loop: each column is rounded to the grid and its error, divided by [H
 is spread over the columns not yet quantized, ``block_size`` columns at a time.
 
 Scales are fixed before the loop from the layer's original weights (llm-compressor's
-min-max observer), per output channel (W8A16) or per group of input columns (W4A16, 128).
-``actorder``: null / false / "static" quantize columns in their order (llm-compressor's
-default, "static", takes no reordering branch); "weight" processes columns by descending
-diag(H) with the original contiguous groups; "group" (or true) also forms the groups in
-that order, so each column's group is recorded (``g_idx``). Weights that are exactly zero
-in a layer at least 5% sparse stay zero (SparseGPT first, then GPTQ, keeps the mask).
+min-max observer), per group of 128 input columns (W4A16 and W8A16, compressed-tensors'
+presets) or per output channel (a ``channel`` strategy in ``config_groups``).
+``actorder`` as compressed-tensors reads it: null / false quantize columns in their order;
+"weight" (and its alias "static", llm-compressor's default) processes columns by descending
+diag(H) with the original contiguous groups; "group" (aliases "dynamic", true) also forms
+the groups in that order, so each column's group is recorded (``g_idx``). Weights that are
+exactly zero in a layer at least 5% sparse stay zero (SparseGPT first, then GPTQ, keeps the
+mask).
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ PRESERVE_ZEROS_FROM = 0.05
 _ACTORDERS = {
     None: None,
     False: None,
-    "static": None,
+    "static": "weight",  # compressed-tensors' ActivationOrdering: an alias of weight
     "weight": "weight",
+    "dynamic": "group",  # and of group
     "group": "group",
     True: "group",
 }
@@ -55,8 +58,8 @@ def parse_actorder(value: str | bool | None) -> str | None:
     key = value.lower() if isinstance(value, str) else value
     if key not in _ACTORDERS:
         raise RecipeError(
-            f"actorder {value!r} is not one of null, false, true, static, weight, group "
-            "(write group for llm-compressor's dynamic alias)",
+            f"actorder {value!r} is not one of null, false, true, static, weight, dynamic, "
+            "group (compressed-tensors' ActivationOrdering)",
             field="actorder",
         )
     return _ACTORDERS[key]

@@ -5,8 +5,9 @@ preset mapped to targets (``scheme: {W4A16: [Linear]}``) or spells it out in
 ``config_groups`` (``weights`` / ``input_activations`` argument dicts). This module turns
 any of them into the one thing this CPU runs, or refuses it by name:
 
-- weight-only int (``input_activations: null``): W8A16 (per-channel) and W4A16 (groups of
-  128), symmetric, the grid of zoo/modifiers/quantization/weight_only.py;
+- weight-only int (``input_activations: null``): W8A16 and W4A16, symmetric, in groups of
+  128 input columns as compressed-tensors defines both presets (the grid of
+  zoo/modifiers/quantization/weight_only.py);
 - W8A8 int8: per-channel symmetric int8 weights with int8 activations, ``dynamic: true``
   on torch's dynamic int8 Linear, ``dynamic: false`` calibrated static int8.
 
@@ -29,18 +30,18 @@ from zoo.modifiers.quantization.weight_only import WeightGrid
 Activations = Literal["none", "dynamic", "static"]
 
 _INT8_CHANNEL = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"}
+_INT4_GROUP128 = {
+    "num_bits": 4,
+    "type": "int",
+    "symmetric": True,
+    "strategy": "group",
+    "group_size": 128,
+}
 #: compressed-tensors' presets that run here, as the argument dicts they stand for.
 PRESETS: dict[str, dict[str, Any]] = {
-    "W8A16": {"weights": _INT8_CHANNEL},
-    "W4A16": {
-        "weights": {
-            "num_bits": 4,
-            "type": "int",
-            "symmetric": True,
-            "strategy": "group",
-            "group_size": 128,
-        }
-    },
+    # compressed-tensors' WxA16 presets quantize weights in groups of 128 input columns
+    "W8A16": {"weights": {**_INT4_GROUP128, "num_bits": 8}},
+    "W4A16": {"weights": _INT4_GROUP128},
     "W8A8": {
         "weights": _INT8_CHANNEL,
         "input_activations": {
