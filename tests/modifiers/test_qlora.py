@@ -78,3 +78,59 @@ def test_qlora_trains_only_the_adapter_over_a_frozen_nf4_base() -> None:
 def test_qlora_refuses_a_merge_into_its_4bit_base() -> None:
     with pytest.raises(RecipeError, match=r"merge: masked with quantize_base: nf4.*merge: none"):
         _train(_mlp(), _recipe("masked", extra=", quantize_base: nf4"), steps=1)
+
+
+def _minilm_recipe() -> str:
+    """The demo's QLoRA recipe (conf/recipe/minilm_qlora.yaml): its target pattern and head."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2].joinpath("conf/recipe/minilm_qlora.yaml").read_text()
+
+
+def test_qlora_on_a_tiny_minilm_keeps_training_after_an_evaluation() -> None:
+    """MiniLM crashed in bitsandbytes' matmul_4bit on the first training step after an
+    evaluation: its eval-mode fast path repacked the weights for a bfloat16 kernel with no
+    backward. Train, evaluate, train again on the same architecture (tiny), all NF4."""
+    from tests.compress.export_identity import text_inputs, tiny_bert
+    from zoo.recipes import RecipeManager
+
+    torch.set_num_threads(1)
+    model = tiny_bert(0)
+    inputs, labels = text_inputs(), torch.tensor([0, 1, 1])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    manager = RecipeManager.from_yaml(_minilm_recipe(), num_epochs=3.0, lr=1e-2)
+    manager.modify(model, optimizer, steps_per_epoch=4)
+    layers = lora_layers(model)
+    assert len(layers) == 12 and all(is_nf4(m.get_base_layer()) for m in layers.values())
+
+    def step() -> float:
+        model.train()
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(**inputs), labels)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    first = step()
+    model.eval()
+    with torch.no_grad():
+        evaluated = model(**inputs)
+    lowest = layers["encoder.encoder.layer.0.attention.self.query"]
+    before = lowest.lora_B["default"].weight.detach().clone()
+    losses = [step() for _ in range(6)]  # crashed here before the fix
+    # The gradient still flows through every NF4 layer above down to the lowest adapter.
+    assert not torch.equal(lowest.lora_B["default"].weight, before)
+    assert losses[-1] < first
+    # Evaluation computes what training computes: the float32 dequantised weight, no repack.
+    from bitsandbytes.functional import dequantize_4bit
+
+    base = layers["encoder.encoder.layer.1.output.dense"].get_base_layer()
+    state = base.weight.quant_state  # type: ignore[union-attr]
+    assert not getattr(state, "packing_format_for_cpu", False)
+    x = torch.randn(5, base.in_features)
+    with torch.no_grad():
+        weight = dequantize_4bit(base.weight.data, state)
+        expected = torch.nn.functional.linear(x, weight, base.bias)
+        assert torch.allclose(base.eval()(x), expected, atol=1e-5)
+    assert evaluated.shape == (3, 2)
+    manager.finalize()
