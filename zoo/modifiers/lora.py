@@ -7,9 +7,12 @@ as the recipe says (SQFT, arXiv 2410.03750):
 - ``masked``: W + (B·A·scaling) ⊙ mask(W != 0) — SparsePEFT: the merged layer has exactly
   the base's non-zeros.
 - ``quantized``: the base is dynamic int8 (zoo.modifiers.quantization); it trains as its
-  dequantised float weights, and the merged W_deq + B·A·scaling is requantised to the
-  base's own per-channel scales and zero points: int8 again, same scales. Not masked yet
-  (SQFT's QA-SparsePEFT also masks): on a pruned int8 base the update fills its zeros.
+  dequantised float weights, and the merged W_deq + (B·A·scaling) ⊙ mask(W_deq != 0) is
+  requantised to the base's own per-channel scales and zero points (QA-SparsePEFT): int8
+  again, same scales, exactly the base's non-zeros. An int8 weight of zero counts as a
+  pruned one, so on a dense int8 base the few weights that rounded to zero stay zero too.
+  A kept weight whose merged value would round to zero takes the smallest level of its
+  sign instead (one step, not half a step, from the float value), so no non-zero is lost.
   Updates past the range those scales span are clipped, with a warning counting them.
 - ``dense``: peft's plain merge (a dense base; the update is dense anyway).
 - ``none``: the adapter stays separate (peft's LoRA layers remain in the model), to be
@@ -71,22 +74,41 @@ def dequantized_linear(layer: nnqd.Linear) -> nn.Linear:
     return flat
 
 
-def requantize_like(layer: nnqd.Linear, weight: torch.Tensor) -> tuple[nnqd.Linear, int]:
+def _steps(quantized: torch.Tensor) -> torch.Tensor:
+    """The quantisation step of every element of `quantized` (its scale, broadcast)."""
+    if quantized.qscheme() not in (torch.per_channel_affine, torch.per_channel_symmetric):
+        return torch.full(quantized.shape, quantized.q_scale())
+    shape = [1] * quantized.dim()
+    shape[quantized.q_per_channel_axis()] = -1
+    scales = quantized.q_per_channel_scales().float().reshape(shape)
+    return scales.expand(quantized.shape)
+
+
+def requantize_like(
+    layer: nnqd.Linear, weight: torch.Tensor, keep: torch.Tensor | None = None
+) -> tuple[nnqd.Linear, int]:
     """A copy of int8 `layer` holding `weight` quantised to `layer`'s own scales, and how
-    many weights fell outside the range those scales span (clipped to its ends)."""
+    many weights fell outside the range those scales span (clipped to its ends).
+
+    `keep` (bool, the weight's shape): weights that must stay non-zero; one whose value
+    would round to zero is given the smallest level of its sign (of the base's where the
+    value is exactly zero)."""
     old, bias = _int8_weight_bias(layer)
+    weight = weight.detach().float()
+    if keep is not None:
+        steps = _steps(old)
+        sign = torch.where(weight != 0, weight.sign(), old.dequantize().sign())
+        weight = torch.where(keep & (weight.abs() < steps), sign * steps, weight)
     if old.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
         q = torch.quantize_per_channel(
-            weight.detach().float(),
+            weight,
             old.q_per_channel_scales(),
             old.q_per_channel_zero_points(),
             old.q_per_channel_axis(),
             old.dtype,
         )
     else:
-        q = torch.quantize_per_tensor(
-            weight.detach().float(), old.q_scale(), old.q_zero_point(), old.dtype
-        )
+        q = torch.quantize_per_tensor(weight, old.q_scale(), old.q_zero_point(), old.dtype)
     info = torch.iinfo(torch.int8)
     clipped = int(((q.int_repr() == info.min) | (q.int_repr() == info.max)).sum())
     clipped -= int(((old.int_repr() == info.min) | (old.int_repr() == info.max)).sum())
@@ -188,9 +210,10 @@ class LoRAModifier(Modifier):
                 from zoo.modifiers.nf4 import nf4_linear
 
                 model.set_submodule(name, nf4_linear(layer))
+        # int8 layers are dequantised by now: an int8 zero reads as an exact 0.0.
         self._masks = (
             {n: weight_of(model.get_submodule(n)).detach() != 0 for n in names}
-            if self.merge == "masked"
+            if self.merge in ("masked", "quantized")
             else {}
         )
         self.peft_config = peft.LoraConfig(
@@ -261,9 +284,9 @@ def merge_adapters(
 ) -> nn.Module:
     """Fold every LoRA layer of `model` into its base layer, in place, by `mode`.
 
-    masked: the update is multiplied by `masks[name]` (the base's non-zeros; computed from
-    the base weight when not given). quantized: `int8[name]` is the original int8 layer,
-    whose scales the merged weight is requantised to. Modules trained in full
+    masked and quantized: the update is multiplied by `masks[name]` (the base's non-zeros;
+    computed from the base weight when not given). quantized: `int8[name]` is the original
+    int8 layer, whose scales the masked merged weight is requantised to. Modules trained in full
     (`modules_to_save`) keep their trained copy.
     """
     from peft.utils import ModulesToSaveWrapper
@@ -273,14 +296,11 @@ def merge_adapters(
         base = layer.get_base_layer()
         delta = layer.get_delta_weight(ADAPTER_NAME).detach()
         weight = base.weight.detach()
-        if mode == "masked":
-            mask = masks.get(name, weight != 0)
-            merged_weight = weight + delta * mask
-        else:
-            merged_weight = weight + delta
+        mask = masks.get(name, weight != 0)
+        merged_weight = weight + delta * mask if mode in ("masked", "quantized") else weight + delta
         merged: nn.Module
         if mode == "quantized" and name in int8:
-            merged, clipped = requantize_like(int8[name], merged_weight)
+            merged, clipped = requantize_like(int8[name], merged_weight, keep=mask)
             if clipped:
                 warnings.warn(
                     f"LoRA merge into int8 layer {name!r}: {clipped} more weights sit at the "
