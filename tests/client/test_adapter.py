@@ -148,3 +148,49 @@ def test_an_adapter_whose_shapes_do_not_fit_the_base_names_the_tensor(
         r"\[\d+, \d+\]: this adapter was trained on another base",
     ):
         compose(narrow, folder)
+
+
+def test_an_adapter_that_does_not_fit_its_base_is_refused_at_publish(
+    small_store: Callable[..., str], tmp_path: Path
+) -> None:
+    """Trained on a 64-wide MLP, published over the 256-wide base: refused, naming the
+    tensor and the base, and nothing is published."""
+    store = _base_store(small_store)
+    other = DemoModel(
+        "zoo:cv/classification/mlp/fashion_mnist/narrow", arch_kwargs={"hidden": [64]}
+    )
+    narrow = zoo.load(f"{other.stub}@v1", registry=small_store(other))
+    folder = write_adapter_export(
+        _trained_adapter(narrow), tmp_path / "adapter", parent=f"{BASE}@v1", stub=ADAPTER
+    )
+    with pytest.raises(
+        AdapterError,
+        match=rf"cannot publish \S+ over its base {BASE}@v1 .*: .*base_model\.model\.\S+ is "
+        r"\[\d+, \d+\] but the base's layer needs \[\d+, \d+\]",
+    ):
+        publish(folder, store)
+    assert open_index(store).record(Stub.parse(ADAPTER)) is None
+
+
+def test_an_adapter_whose_targets_are_not_in_the_base_is_refused_at_publish(
+    small_store: Callable[..., str], tmp_path: Path
+) -> None:
+    import json
+
+    store = _base_store(small_store)
+    folder = write_adapter_export(
+        _trained_adapter(zoo.load(f"{BASE}@v1", registry=store)),
+        tmp_path / "adapter",
+        parent=f"{BASE}@v1",
+        stub=ADAPTER,
+    )
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["target_modules"] = ["encoder.query"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(
+        AdapterError,
+        match=r"over its base .*target_modules 'encoder\.query' matches no module of the base",
+    ):
+        publish(folder, store)
+    assert open_index(store).record(Stub.parse(ADAPTER)) is None
