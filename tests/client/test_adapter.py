@@ -194,3 +194,49 @@ def test_an_adapter_whose_targets_are_not_in_the_base_is_refused_at_publish(
     ):
         publish(folder, store)
     assert open_index(store).record(Stub.parse(ADAPTER)) is None
+
+
+def test_search_lists_an_adapter_under_its_base_and_filters_by_base(
+    published: tuple[str, str], cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    import json
+
+    store, ref = published
+    (hit,) = zoo.search(adapters_of=BASE, registry=store)
+    assert hit.ref == ref and hit.summary.adapter_of == f"{BASE}@v1"
+    assert [h.ref for h in zoo.search(adapters_of=f"{BASE}@v1", registry=store)] == [ref]
+    assert zoo.search(adapters_of=f"{BASE}@v2", registry=store) == []
+    assert zoo.search(adapters_of=ADAPTER, registry=store) == []  # an adapter has none
+
+    code, out, err = cli("search", "--registry", store)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if "zoo:" in line]
+    at = next(i for i, line in enumerate(lines) if f"{BASE}@v1" in line and "└" not in line)
+    assert f"└ {ref}" in lines[at + 1]  # right under its base, indented
+    code, out, _ = cli("search", "--registry", store, "--sort", "size")
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if ref in line)
+    assert "└" not in lines[at]  # a sorted list keeps its order, and names the base
+    assert lines[at + 1].strip() == f"adapter of {BASE}@v1"
+    code, out, _ = cli("search", "--registry", store, "--adapters-of", BASE, "--json")
+    assert code == 0
+    assert [(h["ref"], h["adapter_of"]) for h in json.loads(out)] == [(ref, f"{BASE}@v1")]
+    code, _, err = cli("search", "--registry", store, "--adapters-of", f"{BASE}@latest")
+    assert code != 0 and "STUB or STUB@vN" in err and "not an alias" in err
+
+
+@pytest.mark.parametrize("bad", [f"{BASE}@latest", BASE, "not a stub", 5])
+def test_the_index_records_an_adapters_base_and_checks_it_when_read(
+    published: tuple[str, str], bad: object
+) -> None:
+    from zoo.errors import SchemaError
+    from zoo.index.schema import EntrySummary
+
+    store, _ = published
+    index = open_index(store)
+    (adapter,) = index.versions(Stub.parse(ADAPTER))
+    (base,) = index.versions(Stub.parse(BASE))
+    assert adapter.to_dict()["adapter_of"] == f"{BASE}@v1"
+    assert "adapter_of" not in base.to_dict()  # models' index documents are unchanged
+    with pytest.raises(SchemaError, match=r"adapter_of .*zoo:\.\.\.@vN|adapter_of must be str"):
+        EntrySummary.from_dict({**adapter.to_dict(), "adapter_of": bad})

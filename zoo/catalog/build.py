@@ -29,7 +29,7 @@ from zoo.client.fmt import (
     fmt_pct,
 )
 from zoo.client.pareto import pareto_front
-from zoo.client.search import metric_value
+from zoo.client.search import base_of, metric_value
 from zoo.errors import DownloadIntegrityError
 from zoo.evaluation.schema import figures_of
 from zoo.index.schema import FACETS, Entry, EntrySummary, parse_ref
@@ -96,9 +96,18 @@ def _row(entry: Entry, aliases: list[str], is_latest: bool, metric: str) -> dict
         "latency_ms": figures.latency_ms if figures else None,
         "latency_noisy": bool(figures and figures.noisy),
         "created_at": entry.created_at,
+        "adapter_of": _canonical_base(summary.adapter_of),
         "href": f"models/{page_slug(entry.ref)}.html",
         "search": " ".join([str(stub), *aliases, entry.quantization.scheme or ""]).lower(),
     }
+
+
+def _canonical_base(ref: str | None) -> str | None:
+    """An adapter's base as `stub@vN`, spelled as its page's ref; None for a model."""
+    if ref is None:
+        return None
+    stub, version = base_of(ref)
+    return stub.at(version or 0)
 
 
 def _model_sparsity(entry: Entry) -> float | None:
@@ -281,6 +290,10 @@ def build_catalog(
     by_stub: dict[str, list[ModelPage]] = defaultdict(list)
     for p in pages:
         by_stub[str(p.entry.stub)].append(p)
+    adapters: dict[str, list[ModelPage]] = defaultdict(list)  # base ref -> its adapters
+    for p in sorted(pages, key=lambda p: p.entry.ref):
+        if p.row["adapter_of"] is not None:
+            adapters[p.row["adapter_of"]].append(p)
     env = _environment()
     metric_label = metric.partition("@")[0]
     common = {
@@ -316,7 +329,7 @@ def build_catalog(
         )
         for page in pages:
             (tmp / page.row["href"]).write_text(
-                _model_page(env, page, by_ref, by_stub, source, common)
+                _model_page(env, page, by_ref, by_stub, adapters, source, common)
             )
         (tmp / "plots" / "index.html").write_text(
             env.get_template("plots.html").render(root="../", groups=groups, **common)
@@ -340,10 +353,18 @@ def _model_page(
     page: ModelPage,
     by_ref: dict[str, ModelPage],
     by_stub: dict[str, list[ModelPage]],
+    adapters: dict[str, list[ModelPage]],
     source: CatalogSource,
     common: dict[str, Any],
 ) -> str:
     entry = page.entry
+    base_ref = page.row["adapter_of"]
+    base = None
+    if base_ref is not None:
+        base = {
+            "ref": base_ref,
+            "href": f"{page_slug(base_ref)}.html" if base_ref in by_ref else None,
+        }
     lineage_svg, lineage_rows = _lineage(page, by_ref)
     card = source.text(entry, entry.card)
     ref = entry.ref
@@ -388,6 +409,16 @@ def _model_page(
             files=entry.files,
             card_html=_card_html(card) if card else "",
             versions=versions if len(versions) > 1 else [],
+            base=base,
+            adapters=[
+                {
+                    "ref": p.entry.ref,
+                    "href": f"{page_slug(p.entry.ref)}.html",
+                    "metric": p.row["metric"],
+                    "size": p.entry.size,
+                }
+                for p in adapters.get(entry.ref, [])
+            ],
             **common,
         )
     )
