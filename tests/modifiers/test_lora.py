@@ -86,8 +86,27 @@ def test_masked_merge_keeps_every_layers_non_zeros_exactly_and_learns() -> None:
         assert torch.equal(merged == 0, base[name] == 0)
         assert not torch.equal(merged, base[name])  # the adapter was merged in
     with torch.no_grad():
-        # Differs from the unmasked adapter only by the update that fell on pruned weights.
-        assert not torch.allclose(model(x), adapted)
+        # The adapter trained masked (SparsePEFT), so the merge loses nothing it learnt.
+        assert torch.allclose(model(x), adapted, atol=1e-5)
+
+
+def test_a_masked_adapter_trains_only_what_the_merge_keeps() -> None:
+    """During training the update on pruned weights is zero: the gradient of B·A there
+    does not move the output, and a plain (unmasked) LoRA forward differs."""
+    model = _mlp()
+    _prune_half(model)
+    manager, _ = _train(model, _recipe("masked"), steps=8)
+    layer = lora_layers(model)["2"]
+    x = torch.randn(16, 64)
+    base = layer.get_base_layer()
+    delta = layer.get_delta_weight("default").detach()
+    mask = base.weight.detach() != 0
+    with torch.no_grad():
+        expected = F.linear(x, base.weight + delta * mask, base.bias)
+        assert torch.allclose(layer(x), expected, atol=1e-5)
+        unmasked = F.linear(x, base.weight + delta, base.bias)
+        assert not torch.allclose(layer(x), unmasked, atol=1e-3)
+    manager.finalize()
 
 
 def test_only_the_adapter_trains_and_the_base_stays_put() -> None:
@@ -140,6 +159,8 @@ def test_quantized_merge_keeps_int8_scales_and_non_zeros_within_int8_of_float(
         for n, layer in lora_layers(model).items()
     }
     x, _ = _data()
+    with torch.no_grad():
+        trained_out = model(x)  # trained masked: base + masked adapter, in float
     manager.finalize()
     for name in TARGETS:
         layer = model.get_submodule(name)
@@ -168,6 +189,7 @@ def test_quantized_merge_keeps_int8_scales_and_non_zeros_within_int8_of_float(
         for name in ("4",):
             reference.get_submodule(name).load_state_dict(model.get_submodule(name).state_dict())
         float_out, int8_out = reference(x), model(x)
+    assert torch.allclose(trained_out, float_out, atol=1e-5)
     relative = float((int8_out - float_out).norm() / float_out.norm())
     assert relative < 0.03, relative
 

@@ -18,6 +18,12 @@ as the recipe says (SQFT, arXiv 2410.03750):
 - ``none``: the adapter stays separate (peft's LoRA layers remain in the model), to be
   saved in peft's format as an adapter entry (zoo/compress/adapter.py).
 
+With ``masked`` and ``quantized`` the adapter also trains masked, as SQFT does: each LoRA
+layer's update is (B·A·scaling) ⊙ mask in the forward (a peft LoRA variant, `MaskedUpdate`),
+so the merge changes nothing the training saw: the merged model computes what the trained
+one did (up to int8 rounding for ``quantized``), instead of losing the part of the update
+that fell on pruned weights. It costs one dense (out × in) product per layer and step.
+
 Targets are module names: ``all-linear`` (every Linear but those in `modules_to_save`), an
 exact module name, or ``re:PATTERN`` matched against the whole module name. A target that
 matches no Linear layer is an error, as is ``merge: masked`` on a base without zeros or
@@ -115,6 +121,36 @@ def requantize_like(
     merged = copy.deepcopy(layer)
     merged.set_weight_bias(q, bias)
     return merged, max(clipped, 0)
+
+
+class MaskedUpdate:
+    """A peft LoRA variant (peft's `LoraVariant` protocol) whose update is masked by the
+    base's non-zeros: result + dropout(x) · ((B·A·scaling) ⊙ mask)ᵀ (SQFT's SparsePEFT)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.mask = mask
+
+    def supports_lora_conversion(self) -> bool:
+        return False  # a masked update is not a plain low-rank one
+
+    def delta(self, module: Any, adapter: str) -> torch.Tensor:
+        update = module.lora_B[adapter].weight @ module.lora_A[adapter].weight
+        return update * module.scaling[adapter] * self.mask.to(update.dtype)
+
+    def forward(
+        self, module: Any, active_adapter: str, x: torch.Tensor, result: torch.Tensor, **_: Any
+    ) -> torch.Tensor:
+        dropped = module.lora_dropout[active_adapter](x)
+        return result + nn.functional.linear(dropped, self.delta(module, active_adapter))
+
+    def merge_safe(self, module: Any, active_adapter: str, orig_weight: torch.Tensor) -> Any:
+        return orig_weight + self.delta(module, active_adapter)
+
+    def merge_unsafe(self, module: Any, active_adapter: str, orig_weight: torch.Tensor) -> None:
+        orig_weight.data += self.delta(module, active_adapter)
+
+    def unmerge(self, module: Any, active_adapter: str, orig_weight: torch.Tensor) -> Any:
+        return orig_weight - self.delta(module, active_adapter)
 
 
 @dataclass(kw_only=True)
@@ -225,6 +261,9 @@ class LoRAModifier(Modifier):
             modules_to_save=list(self.modules_to_save) or None,
         )
         peft.inject_adapter_in_model(self.peft_config, model, adapter_name=ADAPTER_NAME)
+        for name, layer in lora_layers(model).items():
+            if name in self._masks:  # train what the masked merge will keep
+                layer.lora_variant[ADAPTER_NAME] = MaskedUpdate(self._masks[name])
         if state.optimizer is not None:
             # Out: every parameter frozen or swapped away; in: the adapter's (and copies
             # of modules_to_save).
