@@ -39,7 +39,14 @@ def test_a_bases_page_lists_its_adapters_and_an_adapter_links_its_base(  # type:
 ) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{base_url}/models/cv--classification--mlp--fashion_mnist--pruned50--v1.html")
+    # The index: the adapter's row names its base, linked.
+    page.goto(f"{base_url}/index.html")
+    row = page.locator(f'#rows tr[data-ref="{ADAPTER}@v1"]')
+    assert row.locator(".adapter-of").inner_text() == f"adapter of {BASE}@v1"
+    assert page.locator(f'#rows tr[data-ref="{BASE}@v1"] .adapter-of').count() == 0
+    shoot(page, "catalog-index-adapters.png")
+    row.locator(".adapter-of a").click()
+    page.wait_for_url("**/models/cv--classification--mlp--fashion_mnist--pruned50--v1.html")
     assert page.locator("#stub").inner_text() == f"{BASE}@v1"
     assert page.locator("#adapter-of").count() == 0  # a model, not an adapter
     adapters = page.locator("#adapters li a")

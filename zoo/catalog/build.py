@@ -97,6 +97,7 @@ def _row(entry: Entry, aliases: list[str], is_latest: bool, metric: str) -> dict
         "latency_noisy": bool(figures and figures.noisy),
         "created_at": entry.created_at,
         "adapter_of": _canonical_base(summary.adapter_of),
+        "adapter_of_href": None,  # the base's page, once every page is known
         "href": f"models/{page_slug(entry.ref)}.html",
         "search": " ".join([str(stub), *aliases, entry.quantization.scheme or ""]).lower(),
     }
@@ -292,8 +293,10 @@ def build_catalog(
         by_stub[str(p.entry.stub)].append(p)
     adapters: dict[str, list[ModelPage]] = defaultdict(list)  # base ref -> its adapters
     for p in sorted(pages, key=lambda p: p.entry.ref):
-        if p.row["adapter_of"] is not None:
-            adapters[p.row["adapter_of"]].append(p)
+        base = p.row["adapter_of"]
+        if base is not None:
+            adapters[base].append(p)
+            p.row["adapter_of_href"] = by_ref[base].row["href"] if base in by_ref else None
     env = _environment()
     metric_label = metric.partition("@")[0]
     common = {
