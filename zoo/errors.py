@@ -435,6 +435,7 @@ class OnnxExportError(ZooError, RuntimeError):
             "nothing was written."
         )
 
+
 # --- architecture search (zoo/nas) ---
 
 

@@ -148,3 +148,95 @@ def test_an_adapter_whose_shapes_do_not_fit_the_base_names_the_tensor(
         r"\[\d+, \d+\]: this adapter was trained on another base",
     ):
         compose(narrow, folder)
+
+
+def test_an_adapter_that_does_not_fit_its_base_is_refused_at_publish(
+    small_store: Callable[..., str], tmp_path: Path
+) -> None:
+    """Trained on a 64-wide MLP, published over the 256-wide base: refused, naming the
+    tensor and the base, and nothing is published."""
+    store = _base_store(small_store)
+    other = DemoModel(
+        "zoo:cv/classification/mlp/fashion_mnist/narrow", arch_kwargs={"hidden": [64]}
+    )
+    narrow = zoo.load(f"{other.stub}@v1", registry=small_store(other))
+    folder = write_adapter_export(
+        _trained_adapter(narrow), tmp_path / "adapter", parent=f"{BASE}@v1", stub=ADAPTER
+    )
+    with pytest.raises(
+        AdapterError,
+        match=rf"cannot publish \S+ over its base {BASE}@v1 .*: .*base_model\.model\.\S+ is "
+        r"\[\d+, \d+\] but the base's layer needs \[\d+, \d+\]",
+    ):
+        publish(folder, store)
+    assert open_index(store).record(Stub.parse(ADAPTER)) is None
+
+
+def test_an_adapter_whose_targets_are_not_in_the_base_is_refused_at_publish(
+    small_store: Callable[..., str], tmp_path: Path
+) -> None:
+    import json
+
+    store = _base_store(small_store)
+    folder = write_adapter_export(
+        _trained_adapter(zoo.load(f"{BASE}@v1", registry=store)),
+        tmp_path / "adapter",
+        parent=f"{BASE}@v1",
+        stub=ADAPTER,
+    )
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["target_modules"] = ["encoder.query"]
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(
+        AdapterError,
+        match=r"over its base .*target_modules 'encoder\.query' matches no module of the base",
+    ):
+        publish(folder, store)
+    assert open_index(store).record(Stub.parse(ADAPTER)) is None
+
+
+def test_search_lists_an_adapter_under_its_base_and_filters_by_base(
+    published: tuple[str, str], cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    import json
+
+    store, ref = published
+    (hit,) = zoo.search(adapters_of=BASE, registry=store)
+    assert hit.ref == ref and hit.summary.adapter_of == f"{BASE}@v1"
+    assert [h.ref for h in zoo.search(adapters_of=f"{BASE}@v1", registry=store)] == [ref]
+    assert zoo.search(adapters_of=f"{BASE}@v2", registry=store) == []
+    assert zoo.search(adapters_of=ADAPTER, registry=store) == []  # an adapter has none
+
+    code, out, err = cli("search", "--registry", store)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if "zoo:" in line]
+    at = next(i for i, line in enumerate(lines) if f"{BASE}@v1" in line and "└" not in line)
+    assert f"└ {ref}" in lines[at + 1]  # right under its base, indented
+    code, out, _ = cli("search", "--registry", store, "--sort", "size")
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if ref in line)
+    assert "└" not in lines[at]  # a sorted list keeps its order, and names the base
+    assert lines[at + 1].strip() == f"adapter of {BASE}@v1"
+    code, out, _ = cli("search", "--registry", store, "--adapters-of", BASE, "--json")
+    assert code == 0
+    assert [(h["ref"], h["adapter_of"]) for h in json.loads(out)] == [(ref, f"{BASE}@v1")]
+    code, _, err = cli("search", "--registry", store, "--adapters-of", f"{BASE}@latest")
+    assert code != 0 and "STUB or STUB@vN" in err and "not an alias" in err
+
+
+@pytest.mark.parametrize("bad", [f"{BASE}@latest", BASE, "not a stub", 5])
+def test_the_index_records_an_adapters_base_and_checks_it_when_read(
+    published: tuple[str, str], bad: object
+) -> None:
+    from zoo.errors import SchemaError
+    from zoo.index.schema import EntrySummary
+
+    store, _ = published
+    index = open_index(store)
+    (adapter,) = index.versions(Stub.parse(ADAPTER))
+    (base,) = index.versions(Stub.parse(BASE))
+    assert adapter.to_dict()["adapter_of"] == f"{BASE}@v1"
+    assert "adapter_of" not in base.to_dict()  # models' index documents are unchanged
+    with pytest.raises(SchemaError, match=r"adapter_of .*zoo:\.\.\.@vN|adapter_of must be str"):
+        EntrySummary.from_dict({**adapter.to_dict(), "adapter_of": bad})

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from zoo.errors import RecipeError
 from zoo.modifiers import quantization as q
-from zoo.modifiers.lora import lora_layers
+from zoo.modifiers.lora import lora_layers, requantize_like
 from zoo.recipes import RecipeManager
 
 TARGETS = ["0", "2"]  # the two hidden Linear layers of `_mlp`; "4" is the classifier
@@ -86,8 +86,27 @@ def test_masked_merge_keeps_every_layers_non_zeros_exactly_and_learns() -> None:
         assert torch.equal(merged == 0, base[name] == 0)
         assert not torch.equal(merged, base[name])  # the adapter was merged in
     with torch.no_grad():
-        # Differs from the unmasked adapter only by the update that fell on pruned weights.
-        assert not torch.allclose(model(x), adapted)
+        # The adapter trained masked (SparsePEFT), so the merge loses nothing it learnt.
+        assert torch.allclose(model(x), adapted, atol=1e-5)
+
+
+def test_a_masked_adapter_trains_only_what_the_merge_keeps() -> None:
+    """During training the update on pruned weights is zero: the gradient of B·A there
+    does not move the output, and a plain (unmasked) LoRA forward differs."""
+    model = _mlp()
+    _prune_half(model)
+    manager, _ = _train(model, _recipe("masked"), steps=8)
+    layer = lora_layers(model)["2"]
+    x = torch.randn(16, 64)
+    base = layer.get_base_layer()
+    delta = layer.get_delta_weight("default").detach()
+    mask = base.weight.detach() != 0
+    with torch.no_grad():
+        expected = F.linear(x, base.weight + delta * mask, base.bias)
+        assert torch.allclose(layer(x), expected, atol=1e-5)
+        unmasked = F.linear(x, base.weight + delta, base.bias)
+        assert not torch.allclose(layer(x), unmasked, atol=1e-3)
+    manager.finalize()
 
 
 def test_only_the_adapter_trains_and_the_base_stays_put() -> None:
@@ -117,21 +136,31 @@ def test_dense_merge_equals_pefts_own_merge() -> None:
         assert torch.allclose(model(x), reference(x), atol=1e-6)
 
 
-def test_quantized_merge_is_int8_with_the_bases_scales_and_within_int8_of_float() -> None:
+@pytest.mark.parametrize("pruned", [True, False], ids=["sparse_int8_base", "dense_int8_base"])
+def test_quantized_merge_keeps_int8_scales_and_non_zeros_within_int8_of_float(
+    pruned: bool,
+) -> None:
+    """QA-SparsePEFT: mask the update by the base's non-zeros, requantise to its scales."""
     model = _mlp()
+    if pruned:
+        _prune_half(model)
     q.quantize_dynamic(model, targets=TARGETS, reduce_range=False)
     scales = {n: model.get_submodule(n).weight().q_per_channel_scales().clone() for n in TARGETS}
     values = {n: model.get_submodule(n).weight().int_repr().clone() for n in TARGETS}
+    if pruned:  # the int8 base keeps the pruned zeros
+        assert all(float((values[n] == 0).float().mean()) >= 0.5 for n in TARGETS)
     # An adapter's usual step size: updates that stay mostly inside the base's int8 range.
     manager, _ = _train(model, _recipe("quantized"), lr=3e-4)
-    # Base + adapter in float, before the merge: the trained float weight of each layer.
+    # Base + adapter in float, before the merge, the update masked by the base's non-zeros.
     float_weights = {
-        n: (layer.get_base_layer().weight + layer.get_delta_weight("default")).detach()
+        n: (layer.get_base_layer().weight + layer.get_delta_weight("default") * (values[n] != 0))
+        .detach()
+        .clone()
         for n, layer in lora_layers(model).items()
     }
     x, _ = _data()
     with torch.no_grad():
-        float_out = model(x)
+        trained_out = model(x)  # trained masked: base + masked adapter, in float
     manager.finalize()
     for name in TARGETS:
         layer = model.get_submodule(name)
@@ -140,16 +169,47 @@ def test_quantized_merge_is_int8_with_the_bases_scales_and_within_int8_of_float(
         assert qweight.dtype == torch.qint8
         assert torch.equal(qweight.q_per_channel_scales(), scales[name])
         assert not torch.equal(qweight.int_repr(), values[name])  # the adapter is in
-        # Requantised to those scales: each weight within half a step of base + adapter,
-        # once clipped to the int8 range those scales span.
+        # Exactly the base's non-zeros, at the same places.
+        assert torch.equal(qweight.int_repr() != 0, values[name] != 0)
+        # Requantised to those scales: each weight within half a step of base + masked
+        # adapter, once clipped to the int8 range those scales span; a kept weight whose
+        # value would round to zero sits on the first level of its sign, within one step.
         step = scales[name][:, None].float()
         expected = torch.maximum(torch.minimum(float_weights[name], 127 * step), -128 * step)
         error = (qweight.dequantize() - expected).abs()
-        assert bool((error <= step / 2 + 1e-6).all())
+        lifted = (values[name] != 0) & (expected.abs() < step / 2)
+        assert bool((error[~lifted] <= (step / 2 + 1e-6).expand_as(error)[~lifted]).all())
+        assert bool((error[lifted] <= step.expand_as(error)[lifted] + 1e-6).all())
+    # Outputs within int8 tolerance of base + (masked) adapter computed in float.
+    reference = _mlp()
     with torch.no_grad():
-        int8_out = model(x)
+        for name, weight in float_weights.items():
+            reference.get_submodule(name).weight.copy_(weight)
+            reference.get_submodule(name).bias.copy_(model.get_submodule(name).bias())
+        for name in ("4",):
+            reference.get_submodule(name).load_state_dict(model.get_submodule(name).state_dict())
+        float_out, int8_out = reference(x), model(x)
+    assert torch.allclose(trained_out, float_out, atol=1e-5)
     relative = float((int8_out - float_out).norm() / float_out.norm())
     assert relative < 0.03, relative
+
+
+def test_requantizing_keeps_a_weight_that_would_round_to_zero_on_its_first_level() -> None:
+    layer = nnqd.Linear(4, 2)
+    base = torch.tensor([[0.5, -0.5, 0.0, 1.0], [0.25, 0.0, -0.25, 0.5]])
+    qbase = torch.quantize_per_channel(
+        base, torch.tensor([0.25, 0.125], dtype=torch.float64), torch.zeros(2, dtype=torch.long),
+        0, torch.qint8,
+    )  # fmt: skip
+    layer.set_weight_bias(qbase, None)
+    keep = base != 0
+    # Merged values: a kept weight pulled to ~0 (either sign, or exactly 0), a pruned one.
+    merged = torch.tensor([[0.01, -0.5, 0.0, 0.0], [-0.01, 0.0, -0.25, 0.5]])
+    requantized, clipped = requantize_like(layer, merged, keep=keep)
+    values = requantized.weight().int_repr()
+    assert clipped == 0
+    assert torch.equal(values != 0, keep)
+    assert values.tolist() == [[1, -2, 0, 1], [-1, 0, -2, 4]]
 
 
 def test_an_update_past_the_bases_int8_range_warns_how_many_weights_clipped() -> None:

@@ -3,6 +3,9 @@ float; NF4's code book is the paper's, its bytes a small fraction of fp32's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -78,3 +81,82 @@ def test_qlora_trains_only_the_adapter_over_a_frozen_nf4_base() -> None:
 def test_qlora_refuses_a_merge_into_its_4bit_base() -> None:
     with pytest.raises(RecipeError, match=r"merge: masked with quantize_base: nf4.*merge: none"):
         _train(_mlp(), _recipe("masked", extra=", quantize_base: nf4"), steps=1)
+
+
+def _minilm_recipe() -> str:
+    """The demo's QLoRA recipe (conf/recipe/minilm_qlora.yaml): its target pattern and head."""
+    return Path(__file__).resolve().parents[2].joinpath("conf/recipe/minilm_qlora.yaml").read_text()
+
+
+def _zoo_minilm(_: Path) -> tuple[nn.Module, str]:
+    """The zoo's MiniLM classifier (the demo's architecture), tiny."""
+    from tests.compress.export_identity import tiny_bert
+
+    return tiny_bert(0), "encoder.encoder"
+
+
+def _hf_tiny_bert(tmp_path: Path) -> tuple[nn.Module, str]:
+    """transformers' BertForSequenceClassification from zoo/models/tiny.py's folder."""
+    from transformers import AutoModelForSequenceClassification
+
+    from zoo.models.tiny import write_tiny_model
+
+    folder = write_tiny_model("bert", tmp_path / "bert")
+    return AutoModelForSequenceClassification.from_pretrained(folder), "bert.encoder"
+
+
+@pytest.mark.parametrize("make", [_zoo_minilm, _hf_tiny_bert], ids=["zoo_minilm", "hf_bert"])
+def test_qlora_on_a_tiny_bert_keeps_training_after_an_evaluation(
+    make: Callable[[Path], tuple[nn.Module, str]], tmp_path: Path
+) -> None:
+    """MiniLM crashed in bitsandbytes' matmul_4bit on the first training step after an
+    evaluation: its eval-mode fast path repacked the weights for a bfloat16 kernel with no
+    backward. Train, evaluate, train again with the demo's recipe, all NF4, on two tiny
+    BERTs: the zoo's MiniLM classifier and transformers' own."""
+    from tests.compress.export_identity import text_inputs
+    from zoo.recipes import RecipeManager
+
+    model, encoder = make(tmp_path)
+    recipe = _minilm_recipe().replace("encoder\\\\.encoder", encoder.replace(".", "\\\\."))
+    inputs, labels = text_inputs(), torch.tensor([0, 1, 1])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    manager = RecipeManager.from_yaml(recipe, num_epochs=3.0, lr=1e-2)
+    manager.modify(model, optimizer, steps_per_epoch=4)
+    layers = lora_layers(model)
+    assert len(layers) == 12 and all(is_nf4(m.get_base_layer()) for m in layers.values())
+
+    def logits() -> torch.Tensor:
+        out = model(**inputs)
+        return getattr(out, "logits", out)  # transformers wraps them, the zoo's does not
+
+    def step() -> float:
+        model.train()
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits(), labels)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    first = step()
+    model.eval()
+    with torch.no_grad():
+        evaluated = logits()
+    lowest = layers[f"{encoder}.layer.0.attention.self.query"]
+    before = lowest.lora_B["default"].weight.detach().clone()
+    losses = [step() for _ in range(6)]  # crashed here before the fix
+    # The gradient still flows through every NF4 layer above down to the lowest adapter.
+    assert not torch.equal(lowest.lora_B["default"].weight, before)
+    assert losses[-1] < first
+    # Evaluation computes what training computes: the float32 dequantised weight, no repack.
+    from bitsandbytes.functional import dequantize_4bit
+
+    base = layers[f"{encoder}.layer.1.output.dense"].get_base_layer()
+    state = base.weight.quant_state  # type: ignore[union-attr]
+    assert not getattr(state, "packing_format_for_cpu", False)
+    x = torch.randn(5, base.in_features)
+    with torch.no_grad():
+        weight = dequantize_4bit(base.weight.data, state)
+        expected = torch.nn.functional.linear(x, weight, base.bias)
+        assert torch.allclose(base.eval()(x), expected, atol=1e-5)
+    assert evaluated.shape == (3, 2)
+    manager.finalize()

@@ -29,7 +29,7 @@ from zoo.client.fmt import (
     fmt_pct,
 )
 from zoo.client.pareto import pareto_front
-from zoo.client.search import metric_value
+from zoo.client.search import base_of, metric_value
 from zoo.errors import DownloadIntegrityError
 from zoo.evaluation import conditional_names
 from zoo.evaluation.conditional_names import LOAD_PREFIX, SWEEP_PREFIX
@@ -99,6 +99,8 @@ def _row(entry: Entry, aliases: list[str], is_latest: bool, metric: str) -> dict
         "latency_noisy": bool(figures and figures.noisy),
         **_runtime_columns(entry),
         "created_at": entry.created_at,
+        "adapter_of": _canonical_base(summary.adapter_of),
+        "adapter_of_href": None,  # the base's page, once every page is known
         "href": f"models/{page_slug(entry.ref)}.html",
         "search": " ".join([str(stub), *aliases, entry.quantization.scheme or ""]).lower(),
     }
@@ -118,6 +120,14 @@ def _runtime_columns(entry: Entry) -> dict[str, Any]:
             }
         )
     return {"runtimes": rows, "fastest_runtime": fastest_runtime(on, 1)}
+
+
+def _canonical_base(ref: str | None) -> str | None:
+    """An adapter's base as `stub@vN`, spelled as its page's ref; None for a model."""
+    if ref is None:
+        return None
+    stub, version = base_of(ref)
+    return stub.at(version or 0)
 
 
 def _model_sparsity(entry: Entry) -> float | None:
@@ -300,6 +310,12 @@ def build_catalog(
     by_stub: dict[str, list[ModelPage]] = defaultdict(list)
     for p in pages:
         by_stub[str(p.entry.stub)].append(p)
+    adapters: dict[str, list[ModelPage]] = defaultdict(list)  # base ref -> its adapters
+    for p in sorted(pages, key=lambda p: p.entry.ref):
+        base = p.row["adapter_of"]
+        if base is not None:
+            adapters[base].append(p)
+            p.row["adapter_of_href"] = by_ref[base].row["href"] if base in by_ref else None
     env = _environment()
     metric_label = metric.partition("@")[0]
     common = {
@@ -335,7 +351,7 @@ def build_catalog(
         )
         for page in pages:
             (tmp / page.row["href"]).write_text(
-                _model_page(env, page, by_ref, by_stub, source, common)
+                _model_page(env, page, by_ref, by_stub, adapters, source, common)
             )
         (tmp / "plots" / "index.html").write_text(
             env.get_template("plots.html").render(root="../", groups=groups, **common)
@@ -380,10 +396,18 @@ def _model_page(
     page: ModelPage,
     by_ref: dict[str, ModelPage],
     by_stub: dict[str, list[ModelPage]],
+    adapters: dict[str, list[ModelPage]],
     source: CatalogSource,
     common: dict[str, Any],
 ) -> str:
     entry = page.entry
+    base_ref = page.row["adapter_of"]
+    base = None
+    if base_ref is not None:
+        base = {
+            "ref": base_ref,
+            "href": f"{page_slug(base_ref)}.html" if base_ref in by_ref else None,
+        }
     lineage_svg, lineage_rows = _lineage(page, by_ref)
     card = source.text(entry, entry.card)
     ref = entry.ref
@@ -430,6 +454,16 @@ def _model_page(
             files=entry.files,
             card_html=_card_html(card) if card else "",
             versions=versions if len(versions) > 1 else [],
+            base=base,
+            adapters=[
+                {
+                    "ref": p.entry.ref,
+                    "href": f"{page_slug(p.entry.ref)}.html",
+                    "metric": p.row["metric"],
+                    "size": p.entry.size,
+                }
+                for p in adapters.get(entry.ref, [])
+            ],
             **common,
         )
     )

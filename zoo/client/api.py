@@ -56,6 +56,7 @@ def search(
     max_sparsity: float | None = None,
     all_versions: bool = False,
     limit: int | None = None,
+    adapters_of: str | None = None,
     registry: str | None = None,
     cache_dir: PathLike | None = None,
     offline: bool | None = None,
@@ -64,7 +65,8 @@ def search(
 ) -> list[Hit]:
     """Models matching facets (`task="classification"`, `sparse_tag="pruned*"`), conditions
     (`where=["accuracy>=0.9"]`), sorted (`sort="size"`) or reduced to a Pareto front
-    (`pareto="size"`: the smallest model for each accuracy level).
+    (`pareto="size"`: the smallest model for each accuracy level). `adapters_of="STUB"`
+    (or `STUB@vN`) keeps only the adapter entries over that base.
 
     >>> zoo.search(dataset="fashion_mnist", where=["accuracy>=0.85"], sort="size", limit=1)
 
@@ -88,6 +90,7 @@ def search(
         metric=metric,
         pareto=pareto,
         limit=limit,
+        adapters_of=adapters_of,
     )
     index = SearchIndex(s.index.summaries())
     return index.search(query, latency_of=_latency_lookup(s, runtime))

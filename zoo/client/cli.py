@@ -77,6 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--all-versions", action="store_true", help="not only the latest versions")
     p.add_argument("--limit", type=int)
+    p.add_argument(
+        "--adapters-of",
+        metavar="STUB[@vN]",
+        help="only the adapters over this base (adapters are listed under their base anyway)",
+    )
     _common(p)
     p.set_defaults(func=run_search)
 
@@ -148,6 +153,7 @@ def _width() -> int:
 
 def run_search(args: argparse.Namespace) -> int:
     from zoo.client import api
+    from zoo.client.search import under_bases
 
     facets = {
         k: v
@@ -167,6 +173,7 @@ def run_search(args: argparse.Namespace) -> int:
         all_versions=args.all_versions,
         limit=args.limit,
         runtime=args.runtime,
+        adapters_of=args.adapters_of,
         **facets,
         **_session_kwargs(args),
     )
@@ -183,6 +190,7 @@ def run_search(args: argparse.Namespace) -> int:
                     "sparsity": h.summary.sparsity,
                     "quantization": h.summary.quantization,
                     "latency_ms": h.latency_ms,
+                    "adapter_of": h.summary.adapter_of,
                 }
                 for h in hits
             ]
@@ -194,10 +202,17 @@ def run_search(args: argparse.Namespace) -> int:
     show_latency = any(h.latency_ms is not None for h in hits)
     columns = ["model", args.metric, "size", "params", "sparsity", "quant"]
     table = _table(*(columns + (["latency"] if show_latency else [])))
-    for h in hits:
+    # The default listing puts each adapter under its base; a sort or a front keeps its order.
+    grouped = under_bases(hits) if args.sort is None and args.pareto is None else None
+    for h, nested in grouped or [(h, False) for h in hits]:
         s = h.summary
+        name = h.ref
+        if nested:
+            name = f"  └ {h.ref}"
+        elif s.adapter_of is not None:
+            name = f"{h.ref}\n  adapter of {s.adapter_of}"  # a second line: the width stays
         row = [
-            h.ref,
+            name,
             fmt_metric(h.metric),
             fmt_bytes(s.size),
             f"{s.parameters:,}",

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from zoo.client.pareto import pareto_front
-from zoo.errors import InvalidQueryError
-from zoo.index.schema import FACETS, EntrySummary
+from zoo.errors import InvalidQueryError, InvalidStubError
+from zoo.index.schema import FACETS, EntrySummary, Stub, parse_ref, parse_version
 
 #: Sort keys that are not metrics, with their natural direction (True: largest first).
 BUILTIN_SORTS: dict[str, bool] = {
@@ -89,6 +89,7 @@ class Query:
     metric: str = "accuracy"  # the quality shown and used by the Pareto front
     pareto: str | None = None  # None, "size" or "latency": keep only that front
     limit: int | None = None
+    adapters_of: str | None = None  # `stub` or `stub@vN`: only adapters over that base
 
     def __post_init__(self) -> None:
         unknown = set(self.facets) - set(FACETS)
@@ -100,6 +101,8 @@ class Query:
             raise InvalidQueryError(f"pareto must be 'size' or 'latency', not {self.pareto!r}")
         if self.limit is not None and self.limit < 0:
             raise InvalidQueryError("limit must be >= 0")
+        if self.adapters_of is not None:
+            base_of(self.adapters_of, exact=False)  # a clear error now, not an empty list
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,44 @@ class Hit:
     @property
     def ref(self) -> str:
         return self.summary.ref
+
+
+def base_of(ref: str, exact: bool = True) -> tuple[Stub, int | None]:
+    """(stub, version) of a base named `stub@vN` (or, not `exact`, also a bare `stub`)."""
+    try:
+        stub, name = parse_ref(ref)
+    except InvalidStubError as exc:
+        raise InvalidQueryError(f"{ref!r} is not a model stub: {exc}") from exc
+    version = parse_version(name) if name else None
+    if (name is not None and version is None) or (exact and version is None):
+        raise InvalidQueryError(
+            f"{ref!r}: name a base as {'' if exact else 'STUB or '}STUB@vN (adapters fit one "
+            "version, not an alias)"
+        )
+    return stub, version
+
+
+def under_bases(hits: Sequence[Hit]) -> list[tuple[Hit, bool]]:
+    """The hits in their order, each adapter moved right after its base when that base is
+    among them: (hit, shown under its base)."""
+    position: dict[tuple[Stub, int | None], int] = {
+        (h.summary.stub, h.summary.version): i for i, h in enumerate(hits)
+    }
+    children: dict[int, list[Hit]] = {}
+    nested: set[int] = set()
+    for i, hit in enumerate(hits):
+        if hit.summary.adapter_of is None:
+            continue
+        parent = position.get(base_of(hit.summary.adapter_of))
+        if parent is not None and parent != i:
+            children.setdefault(parent, []).append(hit)
+            nested.add(i)
+    out: list[tuple[Hit, bool]] = []
+    for i, hit in enumerate(hits):
+        if i not in nested:
+            out.append((hit, False))
+            out.extend((child, True) for child in children.get(i, []))
+    return out
 
 
 def metric_value(summary: EntrySummary, spec: str) -> float | None:
@@ -154,6 +195,10 @@ class SearchIndex:
         self.sparsity = np.fromiter((s.sparsity for s in self.summaries), np.float64, n)
         self.version = np.fromiter((s.version for s in self.summaries), np.float64, n)
         self.quantized = np.fromiter((bool(s.quantization) for s in self.summaries), bool, n)
+        # The base of each adapter (None for a model), parsed once.
+        self._bases = [
+            None if s.adapter_of is None else base_of(s.adapter_of) for s in self.summaries
+        ]
         latest: dict[str, int] = {}
         for i, (text, s) in enumerate(zip(self._stub_text, self.summaries, strict=True)):
             j = latest.get(text)
@@ -214,6 +259,13 @@ class SearchIndex:
                 keep &= _OPS[threshold.op](column, threshold.value)  # NaN compares False
         for word in (query.text or "").lower().split():
             keep &= self._contains(word)
+        if query.adapters_of is not None:
+            stub, version = base_of(query.adapters_of, exact=False)
+            keep &= np.fromiter(
+                (b is not None and b[0] == stub and version in (None, b[1]) for b in self._bases),
+                bool,
+                len(self),
+            )
         return keep
 
     def _contains(self, word: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,31 @@ def lora_settings(model: nn.Module) -> dict[str, Any] | None:
     return settings
 
 
+def _check_targets(model: nn.Module, targets: str | list[str]) -> None:
+    """Each target names a module of `model` as peft matches it (a string is a regex over
+    whole names; a list entry is a name or a dotted suffix), else an AdapterError naming it."""
+    names = [n for n, _ in model.named_modules() if n]
+    if isinstance(targets, str):
+        try:
+            pattern = re.compile(targets)
+        except re.error as exc:
+            raise AdapterError(f"the adapter's target_modules {targets!r}: {exc}") from exc
+        missing = [] if any(pattern.fullmatch(n) for n in names) else [targets]
+    else:
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise AdapterError(
+            f"the adapter's target_modules {missing[0]!r} matches no module of the base "
+            f"({type(model).__name__}, e.g. {', '.join(names[:3]) or 'none'}): this adapter "
+            "was trained on another base"
+        )
+
+
 def inject(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
     """Put LoRA layers with `settings` into `model`, in place (peft's injection)."""
     import peft
 
+    _check_targets(model, settings["target_modules"])
     try:
         config = peft.LoraConfig(**settings)
         return peft.inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)

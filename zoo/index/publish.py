@@ -145,7 +145,7 @@ def publish(
         facts.quantization,
         facts.lineage,
     )
-    _check_adapter_base(export, open_index(target))
+    _check_adapter_base(export, open_index(target), target)
     # Every blob is uploaded, or its stored copy checked, even when this content is
     # already published: a copy damaged on the store is replaced from the good export.
     outcomes = [target.ensure_blob(r.sha256, export.path_of(r)) for r in export.files]
@@ -197,19 +197,42 @@ def publish(
     return PublishResult(entry, created, generation, uploaded, repaired)
 
 
-def _check_adapter_base(export: ExportFolder, view: IndexView) -> None:
-    """An adapter entry is published only over a base version that exists here."""
+def _check_adapter_base(export: ExportFolder, view: IndexView, store: Store) -> None:
+    """An adapter entry is published only over a base version that exists here and that
+    it fits: every tensor's name and shape, checked by composing it onto the loaded base."""
     if not is_adapter({f.path for f in export.files}):
         return
     parent = export.meta.lineage.parent
     stub, version = exact_parent(parent)
     try:
-        view.resolve(stub, f"v{version}")
+        base = view.entry(stub, version)
     except (StubNotFoundError, VersionNotFoundError) as exc:
         raise AdapterError(
             f"{export.root}: the adapter's base {parent} is not in this registry "
             f"({view.store.url}): publish the base first, or fix lineage.parent in zoo.json"
         ) from exc
+    _check_adapter_fits(export, base, store)
+
+
+def _check_adapter_fits(export: ExportFolder, base: Entry, store: Store) -> None:
+    # The same load and compose a user's zoo.load does, so publishing refuses exactly what
+    # loading would; the base is fetched into a throw-away cache, not the user's.
+    import tempfile
+
+    from zoo.client.load import load_folder
+    from zoo.client.session import Session
+    from zoo.compress.adapter import compose
+
+    with tempfile.TemporaryDirectory(prefix="zoo-adapter-check-") as workdir:
+        session = Session(store=store, cache_dir=workdir, offline=False, progress=False)
+        model = load_folder(session.download(base).folder)
+        try:
+            compose(model, export.root)
+        except AdapterError as exc:
+            raise AdapterError(
+                f"cannot publish {export.root} over its base {base.ref} (lineage.parent in "
+                f"zoo.json): {exc}"
+            ) from exc
 
 
 def _find_content(view: IndexView, stub: Stub, chash: str) -> EntrySummary | None:

@@ -473,12 +473,16 @@ class EntrySummary:
     quantization: str | None
     metrics: dict[str, dict[str, Scalar]]
     created_at: str
+    #: The exact base `stub@vN` of an adapter entry (None for a model): search and the
+    #: catalog list adapters under it. Left out of the document when None.
+    adapter_of: str | None = None
 
     def __post_init__(self) -> None:
         # A query parses every summary of the index (100k at scale): one cheap test for
         # the common, valid case; the detailed checks only find which field is wrong.
         if (
-            type(self.version) is int
+            self.adapter_of is None
+            and type(self.version) is int
             and 0 < self.version <= MAX_VERSION
             and type(self.entry_sha256) is str
             and type(self.content_hash) is str
@@ -502,6 +506,16 @@ class EntrySummary:
         _check_type(self.quantization, _OPT_STR, where, "quantization")
         _check_table(self.metrics, where, "metrics")
         _check_type(self.created_at, (str,), where, "created_at")
+        if self.adapter_of is not None:
+            _check_type(self.adapter_of, (str,), where, "adapter_of")
+            try:
+                _, ref = parse_ref(self.adapter_of)
+            except InvalidStubError:
+                ref = None
+            if ref is None or parse_version(ref) is None:
+                raise SchemaError(
+                    where, f"adapter_of {self.adapter_of!r} must be an exact zoo:...@vN"
+                )
 
     @property
     def ref(self) -> str:
@@ -510,6 +524,8 @@ class EntrySummary:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["stub"] = str(self.stub)
+        if d["adapter_of"] is None:  # models: their index documents stay as they were
+            del d["adapter_of"]
         return d
 
     @classmethod
@@ -540,7 +556,14 @@ class EntrySummary:
             quantization=entry.quantization.scheme,
             metrics=entry.metrics,
             created_at=entry.created_at,
+            adapter_of=entry.lineage.parent if _is_adapter(entry) else None,
         )
+
+
+def _is_adapter(entry: Entry) -> bool:
+    from zoo.index.adapters import is_adapter  # it reads this module's types
+
+    return is_adapter({f.path for f in entry.files})
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,22 @@ as the recipe says (SQFT, arXiv 2410.03750):
 - ``masked``: W + (B·A·scaling) ⊙ mask(W != 0) — SparsePEFT: the merged layer has exactly
   the base's non-zeros.
 - ``quantized``: the base is dynamic int8 (zoo.modifiers.quantization); it trains as its
-  dequantised float weights, and the merged W_deq + B·A·scaling is requantised to the
-  base's own per-channel scales and zero points: int8 again, same scales. Not masked yet
-  (SQFT's QA-SparsePEFT also masks): on a pruned int8 base the update fills its zeros.
+  dequantised float weights, and the merged W_deq + (B·A·scaling) ⊙ mask(W_deq != 0) is
+  requantised to the base's own per-channel scales and zero points (QA-SparsePEFT): int8
+  again, same scales, exactly the base's non-zeros. An int8 weight of zero counts as a
+  pruned one, so on a dense int8 base the few weights that rounded to zero stay zero too.
+  A kept weight whose merged value would round to zero takes the smallest level of its
+  sign instead (one step, not half a step, from the float value), so no non-zero is lost.
   Updates past the range those scales span are clipped, with a warning counting them.
 - ``dense``: peft's plain merge (a dense base; the update is dense anyway).
 - ``none``: the adapter stays separate (peft's LoRA layers remain in the model), to be
   saved in peft's format as an adapter entry (zoo/compress/adapter.py).
+
+With ``masked`` and ``quantized`` the adapter also trains masked, as SQFT does: each LoRA
+layer's update is (B·A·scaling) ⊙ mask in the forward (a peft LoRA variant, `MaskedUpdate`),
+so the merge changes nothing the training saw: the merged model computes what the trained
+one did (up to int8 rounding for ``quantized``), instead of losing the part of the update
+that fell on pruned weights. It costs one dense (out × in) product per layer and step.
 
 Targets are module names: ``all-linear`` (every Linear but those in `modules_to_save`), an
 exact module name, or ``re:PATTERN`` matched against the whole module name. A target that
@@ -71,28 +80,77 @@ def dequantized_linear(layer: nnqd.Linear) -> nn.Linear:
     return flat
 
 
-def requantize_like(layer: nnqd.Linear, weight: torch.Tensor) -> tuple[nnqd.Linear, int]:
+def _steps(quantized: torch.Tensor) -> torch.Tensor:
+    """The quantisation step of every element of `quantized` (its scale, broadcast)."""
+    if quantized.qscheme() not in (torch.per_channel_affine, torch.per_channel_symmetric):
+        return torch.full(quantized.shape, quantized.q_scale())
+    shape = [1] * quantized.dim()
+    shape[quantized.q_per_channel_axis()] = -1
+    scales = quantized.q_per_channel_scales().float().reshape(shape)
+    return scales.expand(quantized.shape)
+
+
+def requantize_like(
+    layer: nnqd.Linear, weight: torch.Tensor, keep: torch.Tensor | None = None
+) -> tuple[nnqd.Linear, int]:
     """A copy of int8 `layer` holding `weight` quantised to `layer`'s own scales, and how
-    many weights fell outside the range those scales span (clipped to its ends)."""
+    many weights fell outside the range those scales span (clipped to its ends).
+
+    `keep` (bool, the weight's shape): weights that must stay non-zero; one whose value
+    would round to zero is given the smallest level of its sign (of the base's where the
+    value is exactly zero)."""
     old, bias = _int8_weight_bias(layer)
+    weight = weight.detach().float()
+    if keep is not None:
+        steps = _steps(old)
+        sign = torch.where(weight != 0, weight.sign(), old.dequantize().sign())
+        weight = torch.where(keep & (weight.abs() < steps), sign * steps, weight)
     if old.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
         q = torch.quantize_per_channel(
-            weight.detach().float(),
+            weight,
             old.q_per_channel_scales(),
             old.q_per_channel_zero_points(),
             old.q_per_channel_axis(),
             old.dtype,
         )
     else:
-        q = torch.quantize_per_tensor(
-            weight.detach().float(), old.q_scale(), old.q_zero_point(), old.dtype
-        )
+        q = torch.quantize_per_tensor(weight, old.q_scale(), old.q_zero_point(), old.dtype)
     info = torch.iinfo(torch.int8)
     clipped = int(((q.int_repr() == info.min) | (q.int_repr() == info.max)).sum())
     clipped -= int(((old.int_repr() == info.min) | (old.int_repr() == info.max)).sum())
     merged = copy.deepcopy(layer)
     merged.set_weight_bias(q, bias)
     return merged, max(clipped, 0)
+
+
+class MaskedUpdate:
+    """A peft LoRA variant (peft's `LoraVariant` protocol) whose update is masked by the
+    base's non-zeros: result + dropout(x) · ((B·A·scaling) ⊙ mask)ᵀ (SQFT's SparsePEFT)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.mask = mask
+
+    def supports_lora_conversion(self) -> bool:
+        return False  # a masked update is not a plain low-rank one
+
+    def delta(self, module: Any, adapter: str) -> torch.Tensor:
+        update = module.lora_B[adapter].weight @ module.lora_A[adapter].weight
+        return update * module.scaling[adapter] * self.mask.to(update.dtype)
+
+    def forward(
+        self, module: Any, active_adapter: str, x: torch.Tensor, result: torch.Tensor, **_: Any
+    ) -> torch.Tensor:
+        dropped = module.lora_dropout[active_adapter](x)
+        return result + nn.functional.linear(dropped, self.delta(module, active_adapter))
+
+    def merge_safe(self, module: Any, active_adapter: str, orig_weight: torch.Tensor) -> Any:
+        return orig_weight + self.delta(module, active_adapter)
+
+    def merge_unsafe(self, module: Any, active_adapter: str, orig_weight: torch.Tensor) -> None:
+        orig_weight.data += self.delta(module, active_adapter)
+
+    def unmerge(self, module: Any, active_adapter: str, orig_weight: torch.Tensor) -> Any:
+        return orig_weight - self.delta(module, active_adapter)
 
 
 @dataclass(kw_only=True)
@@ -188,9 +246,10 @@ class LoRAModifier(Modifier):
                 from zoo.modifiers.nf4 import nf4_linear
 
                 model.set_submodule(name, nf4_linear(layer))
+        # int8 layers are dequantised by now: an int8 zero reads as an exact 0.0.
         self._masks = (
             {n: weight_of(model.get_submodule(n)).detach() != 0 for n in names}
-            if self.merge == "masked"
+            if self.merge in ("masked", "quantized")
             else {}
         )
         self.peft_config = peft.LoraConfig(
@@ -202,6 +261,9 @@ class LoRAModifier(Modifier):
             modules_to_save=list(self.modules_to_save) or None,
         )
         peft.inject_adapter_in_model(self.peft_config, model, adapter_name=ADAPTER_NAME)
+        for name, layer in lora_layers(model).items():
+            if name in self._masks:  # train what the masked merge will keep
+                layer.lora_variant[ADAPTER_NAME] = MaskedUpdate(self._masks[name])
         if state.optimizer is not None:
             # Out: every parameter frozen or swapped away; in: the adapter's (and copies
             # of modules_to_save).
@@ -261,9 +323,9 @@ def merge_adapters(
 ) -> nn.Module:
     """Fold every LoRA layer of `model` into its base layer, in place, by `mode`.
 
-    masked: the update is multiplied by `masks[name]` (the base's non-zeros; computed from
-    the base weight when not given). quantized: `int8[name]` is the original int8 layer,
-    whose scales the merged weight is requantised to. Modules trained in full
+    masked and quantized: the update is multiplied by `masks[name]` (the base's non-zeros;
+    computed from the base weight when not given). quantized: `int8[name]` is the original
+    int8 layer, whose scales the masked merged weight is requantised to. Modules trained in full
     (`modules_to_save`) keep their trained copy.
     """
     from peft.utils import ModulesToSaveWrapper
@@ -273,14 +335,11 @@ def merge_adapters(
         base = layer.get_base_layer()
         delta = layer.get_delta_weight(ADAPTER_NAME).detach()
         weight = base.weight.detach()
-        if mode == "masked":
-            mask = masks.get(name, weight != 0)
-            merged_weight = weight + delta * mask
-        else:
-            merged_weight = weight + delta
+        mask = masks.get(name, weight != 0)
+        merged_weight = weight + delta * mask if mode in ("masked", "quantized") else weight + delta
         merged: nn.Module
         if mode == "quantized" and name in int8:
-            merged, clipped = requantize_like(int8[name], merged_weight)
+            merged, clipped = requantize_like(int8[name], merged_weight, keep=mask)
             if clipped:
                 warnings.warn(
                     f"LoRA merge into int8 layer {name!r}: {clipped} more weights sit at the "

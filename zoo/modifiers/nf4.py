@@ -7,6 +7,15 @@ pack NF4 itself: each weight is stored as 4-bit NF4 indices (two per byte) in bl
 with one absmax per block, and with double quantisation those absmaxes are themselves
 8-bit blockwise-quantised (blocks of 256, one float32 absmax each); the layer dequantises
 on the fly in its forward. Biases stay float.
+
+One switch is turned off: on a CPU with AVX512-BF16 (this one), `Linear4bit` repacks its
+weight, one way, the first time it runs in eval mode without grad, and from then on every
+forward, training ones included, takes bitsandbytes' inference kernel (`gemv_4bit`), which
+computes in bfloat16 whatever `compute_dtype` says and has no backward. So one evaluation
+inside a QLoRA run broke training after it: MiniLM crashed in `matmul_4bit` (`result +=
+bias` on the kernel's output while the layer's input needed grad), and had it run, no
+gradient would have reached the adapters below a repacked layer. With the switch off the
+layer computes the same float32 function in training and in evaluation.
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ def nf4_linear(layer: nn.Linear, double_quant: bool = True) -> nn.Linear:
     )
     quantized.load_state_dict(layer.state_dict())
     quantized = quantized.to(layer.weight.device)  # `.to` is what quantises a Params4bit
+    # No one-way repack to bitsandbytes' bfloat16 inference kernel (see the docstring).
+    quantized.support_avx512bf16_for_cpu = False
     for param in quantized.parameters():
         param.requires_grad_(False)
     return quantized

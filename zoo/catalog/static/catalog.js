@@ -79,6 +79,16 @@
       link.href = m.href;
       link.textContent = m.stub;
       name.appendChild(link);
+      if (m.adapter_of) {  // an adapter: say which base it goes on, linked when published here
+        var note = document.createElement("div");
+        note.className = "adapter-of muted";
+        note.appendChild(document.createTextNode("adapter of "));
+        var base = document.createElement(m.adapter_of_href ? "a" : "span");
+        if (m.adapter_of_href) base.href = m.adapter_of_href;
+        base.textContent = m.adapter_of;
+        note.appendChild(base);
+        name.appendChild(note);
+      }
       tr.appendChild(name);
       tr.appendChild(cell(m.version + (m.aliases.length ? " (" + m.aliases.join(", ") + ")" : "")));
       tr.appendChild(cell(m.dataset));
