@@ -66,6 +66,7 @@ def test_every_transform_has_one_row_and_its_code_in_one_module() -> None:
         "resize",
         "weight_sharing",
         "int8",
+        "weight_int",
     ]
     for transform in fmt.TRANSFORMS:
         modules = {transform.record.__module__, transform.replay.__module__}

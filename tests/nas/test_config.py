@@ -37,7 +37,7 @@ def test_shipped_studies_pass_every_check() -> None:
     for study in ("smoke", "demo"):
         config = load_search(study, CONF / "search")
         check_against_pipeline(config, CONF)
-        assert config.stages == ["benchmark@nas", "evaluate@nas"]
+        assert config.stages == ["benchmark@nas", "evaluate@nas", "export@nas"]
 
 
 @pytest.mark.parametrize(("low", "high", "word"), [(0.5, 0.5, "empty"), (0.9, 0.5, "inverted")])
