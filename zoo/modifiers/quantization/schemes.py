@@ -30,18 +30,12 @@ from zoo.modifiers.quantization.weight_only import WeightGrid
 Activations = Literal["none", "dynamic", "static"]
 
 _INT8_CHANNEL = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"}
-_INT4_GROUP128 = {
-    "num_bits": 4,
-    "type": "int",
-    "symmetric": True,
-    "strategy": "group",
-    "group_size": 128,
-}
+_GROUP128 = {"type": "int", "symmetric": True, "strategy": "group", "group_size": 128}
 #: compressed-tensors' presets that run here, as the argument dicts they stand for.
 PRESETS: dict[str, dict[str, Any]] = {
     # compressed-tensors' WxA16 presets quantize weights in groups of 128 input columns
-    "W8A16": {"weights": {**_INT4_GROUP128, "num_bits": 8}},
-    "W4A16": {"weights": _INT4_GROUP128},
+    "W8A16": {"weights": {"num_bits": 8, **_GROUP128}},
+    "W4A16": {"weights": {"num_bits": 4, **_GROUP128}},
     "W8A8": {
         "weights": _INT8_CHANNEL,
         "input_activations": {
