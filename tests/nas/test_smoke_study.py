@@ -142,3 +142,23 @@ def test_front_is_published_with_lineage(searched: tuple[Path, dict, set[str]]) 
 
         model = load(ref, registry=str(repo / ".zoo" / "store"), cache_dir=repo / ".cache")
         assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_catalog_shows_the_published_front_as_searched(
+    searched: tuple[Path, dict, set[str]], tmp_path: Path
+) -> None:
+    """The catalog built from the store `zoo nas publish` wrote: each front trial is a
+    diamond in the dataset's plots and a row naming its study and trial."""
+    from zoo.catalog.build import build_catalog
+
+    repo, status, _ = searched
+    # Publishing again is a no-op when the test above ran, the publish when it did not.
+    assert run([*ZOO, "nas", "publish", "smoke"], repo).returncode == 0
+    site = build_catalog(tmp_path / "site", str(repo / ".zoo" / "store"))
+    page = (site / "plots" / "classification--digits.html").read_text()
+    size_plot = re.findall(r'<svg class="plot".*?</svg>', page, re.S)[0]
+    front = status["front"]
+    assert size_plot.count("searched") == len(front) + 1  # + the legend's sample
+    assert "architecture search</text>" in size_plot
+    for number in front:
+        assert f"{STUDY} trial {number}</td>" in page

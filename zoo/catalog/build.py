@@ -100,10 +100,23 @@ def _row(entry: Entry, aliases: list[str], is_latest: bool, metric: str) -> dict
         **_runtime_columns(entry),
         "created_at": entry.created_at,
         "adapter_of": _canonical_base(summary.adapter_of),
+        "found_by": _search_origin(entry),
         "adapter_of_href": None,  # the base's page, once every page is known
         "href": f"models/{page_slug(entry.ref)}.html",
         "search": " ".join([str(stub), *aliases, entry.quantization.scheme or ""]).lower(),
     }
+
+
+def _search_origin(entry: Entry) -> str | None:
+    """`study trial N` for an entry an architecture search published (zoo/nas/front.py
+    writes lineage.extra.nas), None for a hand-designed one or a malformed record."""
+    nas = entry.lineage.extra.get("nas")
+    if not isinstance(nas, dict):
+        return None
+    study, trial = nas.get("study"), nas.get("trial")
+    if not isinstance(study, str) or not isinstance(trial, int) or isinstance(trial, bool):
+        return None
+    return f"{study} trial {trial}"
 
 
 def _runtime_columns(entry: Entry) -> dict[str, Any]:
@@ -253,12 +266,13 @@ def _plot_groups(pages: list[ModelPage], metric_label: str) -> list[dict[str, An
                     r["ref"],
                     "../" + r["href"],
                     id(r) in front_ids,
+                    searched=r["found_by"] is not None,
                 )
                 for r in rows
                 if r[cost] is not None
             ]
 
-        for r in size_front:
+        for r in rows:
             r["href_from_plots"] = "../" + r["href"]
         out.append(
             {
@@ -268,6 +282,7 @@ def _plot_groups(pages: list[ModelPage], metric_label: str) -> list[dict[str, An
                 "metric_name": metric_label,
                 "models": rows,
                 "size_front": size_front,
+                "searched": [r for r in rows if r["found_by"] is not None],
                 "machine": "",
                 "size_svg": svg.scatter(
                     points("size", size_ids),

@@ -20,6 +20,7 @@ class Point:
     label: str
     href: str
     on_front: bool
+    searched: bool = False  # found by an architecture search (drawn as a diamond)
 
 
 @dataclass(frozen=True)
@@ -126,11 +127,10 @@ def scatter(
     for p in sorted(usable, key=lambda p: p.on_front):
         cls = "pt front" if p.on_front else "pt"
         tip = f"{p.label}\n{x_label}: {x_format(p.x)}\n{y_label}: {y_format(p.y)}"
-        out.append(
-            f'<a href="{escape(p.href)}"><circle cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" '
-            f'r="{6 if p.on_front else 5}" class="{cls}"><title>{escape(tip)}</title>'
-            "</circle></a>"
-        )
+        if p.searched:
+            tip += "\nfound by an architecture search"
+        shape = _marker(sx(p.x), sy(p.y), 6 if p.on_front else 5, p.searched, cls)
+        out.append(f'<a href="{escape(p.href)}">{shape}<title>{escape(tip)}</title></a>')
     # The legend sits above the frame, where it can never hide a point.
     legend_x = LEFT + 6
     out.append(
@@ -139,8 +139,23 @@ def scatter(
         f'<circle cx="{legend_x + 110}" cy="14" r="5" class="pt"/>'
         f'<text x="{legend_x + 120}" y="18" class="legend">dominated</text>'
     )
+    if any(p.searched for p in usable):
+        out.append(
+            _marker(legend_x + 200, 14, 5, True, "pt legend-sample")
+            + f'<text x="{legend_x + 210}" y="18" class="legend">architecture search</text>'
+        )
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _marker(x: float, y: float, r: float, diamond: bool, cls: str) -> str:
+    """A circle for a hand-designed model, a diamond for one an architecture search found:
+    the two stay apart on the same front, whatever their colour."""
+    if not diamond:
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" class="{cls}"/>'
+    d = r * 1.3
+    points = f"{x:.1f},{y - d:.1f} {x + d:.1f},{y:.1f} {x:.1f},{y + d:.1f} {x - d:.1f},{y:.1f}"
+    return f'<polygon points="{points}" class="{cls} searched"/>'
 
 
 def _short(ref: str) -> tuple[str, str]:
