@@ -159,6 +159,12 @@ def test_an_moe_entry_records_its_expert_load_histogram(published: dict[str, Pub
     facts = zoo.info(moe.ref, registry=moe.store).metrics[DATA]
     assert expert_load(facts) == {MOE_LAYER: shares}
     assert facts["active_parameters"] < facts["total_parameters"]  # 3 of 4 experts idle
+    # A per-expert fact is a metric a search can filter on, "/" in its name and all.
+    busiest = max(range(4), key=lambda i: shares[i])
+    name = load_name(MOE_LAYER, busiest)
+    found = zoo.search(registry=moe.store, where=[f"{name}>={shares[busiest]}"])
+    assert [h.ref for h in found] == [moe.ref]
+    assert not zoo.search(registry=moe.store, where=[f"{name}>{shares[busiest]}"])
 
     assert moe.page.count('class="bar"') == 4 and f"expert load of {MOE_LAYER}" in moe.page
     table = re.search(r'<table class="kv" id="metrics">.*?</table>', moe.page, re.S)

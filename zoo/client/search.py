@@ -42,7 +42,7 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq,
     "=": operator.eq,
 }
-_THRESHOLD_RE = re.compile(r"^\s*([A-Za-z0-9_.@-]+)\s*(>=|<=|==|=|>|<)\s*([-+0-9.eE]+)\s*$")
+_THRESHOLD_RE = re.compile(r"^\s*([A-Za-z0-9_./@-]+)\s*(>=|<=|==|=|>|<)\s*([-+0-9.eE]+)\s*$")
 
 #: Latency of one summary in milliseconds, or None (benchmarks live in full entries).
 LatencyOf = Callable[[EntrySummary], float | None]
