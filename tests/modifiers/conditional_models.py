@@ -11,6 +11,8 @@ from zoo.modifiers.moe import moe_layers
 from zoo.recipes import oneshot
 
 UPCYCLE_CNN = "{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 4, top_k: 2}"
+#: The two layers of tests.compress.export_identity.tiny_bert.
+BERT_LAYERS = "[encoder.encoder.layer.0, encoder.encoder.layer.1]"
 
 
 def cnn(seed: int = 0) -> nn.Module:

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from tests.compress.export_identity import text_inputs, tiny_bert
 from tests.compress.recipes import recipe
 from tests.modifiers.conditional_models import (
+    BERT_LAYERS,
     UPCYCLE_CNN,
     cnn,
     distinct_experts,
@@ -26,8 +27,6 @@ from zoo.errors import RecipeError
 from zoo.models import get_model
 from zoo.modifiers.moe import MoELayer, expert_parameters, moe_layers, total_parameters
 from zoo.recipes import RecipeManager, oneshot
-
-BERT_LAYERS = "[encoder.encoder.layer.0, encoder.encoder.layer.1]"
 
 
 @pytest.mark.parametrize("top_k", [1, 2])

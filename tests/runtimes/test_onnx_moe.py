@@ -15,6 +15,7 @@ from torch import nn
 from tests.compress.export_identity import tiny_bert
 from tests.compress.recipes import recipe
 from tests.modifiers.conditional_models import (
+    BERT_LAYERS,
     UPCYCLE_CNN,
     cnn,
     distinct_experts,
@@ -26,7 +27,6 @@ from zoo.recipes import oneshot
 from zoo.runtimes.onnx_export import export_onnx
 from zoo.runtimes.prepare import on_variant
 
-BERT_LAYERS = "[encoder.encoder.layer.0, encoder.encoder.layer.1]"
 REAP50 = "{type: ExpertPruningModifier, sparsity: 0.5}"
 #: Traced with one token, each layer sees top_k of its experts while tracing.
 ONE_TOKEN = {"input_ids": torch.tensor([[7]]), "attention_mask": torch.tensor([[1]])}
