@@ -11,6 +11,8 @@ from zoo.modifiers.moe import moe_layers
 from zoo.recipes import oneshot
 
 UPCYCLE_CNN = "{type: MoEUpcyclingModifier, blocks: [hidden.0], num_experts: 4, top_k: 2}"
+#: The two layers of tests.compress.export_identity.tiny_bert.
+BERT_LAYERS = "[encoder.encoder.layer.0, encoder.encoder.layer.1]"
 
 
 def cnn(seed: int = 0) -> nn.Module:
@@ -25,6 +27,19 @@ def images(n: int = 16) -> torch.Tensor:
 def scramble_routers(model: nn.Module) -> None:
     for _, moe in moe_layers(model):
         nn.init.normal_(moe.router.weight, std=3.0)
+
+
+def distinct_experts(model: nn.Module, dead: int | None = 1) -> None:
+    """Experts that compute different functions (as after training), expert `dead` (if
+    any) all zeros."""
+    torch.manual_seed(3)
+    for _, moe in moe_layers(model):
+        for i, expert in enumerate(moe.experts):
+            with torch.no_grad():
+                for p in expert.parameters():
+                    p.mul_(1.0 + 0.5 * i).add_(0.01 * torch.randn_like(p))
+                    if i == dead:
+                        p.zero_()
 
 
 def bert(layers: int = 4, seed: int = 0, vocab: int = 500) -> nn.Module:

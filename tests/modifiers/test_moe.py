@@ -8,12 +8,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from tests.compress.export_identity import text_inputs, tiny_bert
 from tests.compress.recipes import recipe
-from tests.modifiers.conditional_models import UPCYCLE_CNN, cnn, images, scramble_routers
+from tests.modifiers.conditional_models import (
+    BERT_LAYERS,
+    UPCYCLE_CNN,
+    cnn,
+    distinct_experts,
+    images,
+    scramble_routers,
+)
 from zoo.client.validate import validate_model
 from zoo.compress.export import export_model
 from zoo.compress.load import load_exported
@@ -21,8 +27,6 @@ from zoo.errors import RecipeError
 from zoo.models import get_model
 from zoo.modifiers.moe import MoELayer, expert_parameters, moe_layers, total_parameters
 from zoo.recipes import RecipeManager, oneshot
-
-BERT_LAYERS = "[encoder.encoder.layer.0, encoder.encoder.layer.1]"
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
@@ -52,21 +56,9 @@ def test_upcycled_bert_ffn_before_training_gives_the_dense_outputs() -> None:
         assert (moe(**inputs) - dense(**inputs)).abs().max() <= 1e-5
 
 
-def _distinct_experts(model: nn.Module) -> None:
-    """Experts that compute different functions (as after training), one of them dead."""
-    torch.manual_seed(3)
-    for _, moe in moe_layers(model):
-        for i, expert in enumerate(moe.experts):
-            with torch.no_grad():
-                for p in expert.parameters():
-                    p.mul_(1.0 + 0.5 * i).add_(0.01 * torch.randn_like(p))
-                    if i == 1:
-                        p.zero_()
-
-
 def test_reap_removes_the_pruned_fraction_of_experts_and_keeps_gates_summing_to_one() -> None:
     model = oneshot(cnn(), recipe(UPCYCLE_CNN.replace("top_k: 2", "top_k: 1")))
-    _distinct_experts(model)
+    distinct_experts(model)
     layer = model.get_submodule("hidden.0")
     per_expert = expert_parameters(layer)[0]
     router_row = layer.in_features
@@ -85,7 +77,7 @@ def test_reap_scores_follow_gate_times_output_norm() -> None:
     from zoo.modifiers.moe import reap_scores
 
     model = oneshot(cnn(), recipe(UPCYCLE_CNN))
-    _distinct_experts(model)
+    distinct_experts(model)
     layer = model.get_submodule("hidden.0")
     x = images(32)
     scores = reap_scores(model, [x])["hidden.0"]
@@ -130,7 +122,7 @@ def test_upcycling_trains_under_a_train_stage_with_the_balance_loss() -> None:
 
 def test_upcycled_and_pruned_cnn_round_trips_through_the_format(tmp_path: Path) -> None:
     model = oneshot(cnn(), recipe(UPCYCLE_CNN))
-    _distinct_experts(model)
+    distinct_experts(model)
     oneshot(model, recipe("{type: ExpertPruningModifier, sparsity: 0.5}"), [images(32)])
     x = images(8)
     with torch.no_grad():
@@ -147,7 +139,7 @@ def test_upcycled_bert_round_trips_through_the_format(tmp_path: Path) -> None:
     mod = f"{{type: MoEUpcyclingModifier, blocks: {BERT_LAYERS}, num_experts: 3, top_k: 2}}"
     model = oneshot(tiny_bert(0), recipe(mod))
     scramble_routers(model)
-    _distinct_experts(model)
+    distinct_experts(model)
     inputs = text_inputs()
     with torch.no_grad():
         before = model(**inputs)

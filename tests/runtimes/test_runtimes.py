@@ -158,7 +158,9 @@ def test_an_export_that_fails_names_the_operator_and_writes_nothing(tmp_path: Pa
 
 
 class SignRouter(nn.Module):
-    """Routes on its input, as an MoE does: tracing records one branch as the graph."""
+    """Routes on its input by Python control flow, as a router of one's own might: tracing
+    records one branch as the graph. (The zoo's MoE layers export without such flow:
+    tests/runtimes/test_onnx_moe.py.)"""
 
     def __init__(self) -> None:
         super().__init__()

@@ -8,6 +8,9 @@ Dynamically quantized Linear layers have no ONNX form at all (`quantized::linear
 they are exported as float layers holding their int8 weights dequantized, then ONNX
 Runtime's own quantizer turns exactly those MatMuls back into int8 (weights on the same
 int8 grid, activations quantized per batch, as torch does).
+Mixture-of-experts layers route tokens by data-dependent control flow, which tracing
+cannot record: they are exported computing every expert for every token, weighted by
+their dense top-k gates (zoo.runtimes.onnx_moe, where the FLOP cost is explained).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 
 from zoo.errors import OnnxExportError
+from zoo.runtimes.onnx_moe import with_all_experts
 
 if TYPE_CHECKING:
     import onnx
@@ -90,7 +94,8 @@ def _check_traced(
             arch,
             "data-dependent control flow",
             "the traced graph gives other outputs than the model on other inputs "
-            "(a route taken while tracing was recorded as fixed, e.g. an MoE's experts)",
+            "(a route taken while tracing was recorded as fixed, e.g. a router of "
+            "its own that picks modules by input)",
         )
 
 
@@ -173,14 +178,16 @@ def export_onnx(
     Every input has a dynamic batch axis (token inputs a dynamic sequence axis too); the
     output is named `logits`. `check` (other inputs than `example`) is run through ONNX
     Runtime and torch: tracing records the one path `example` took, so a float model
-    whose control flow depends on its input (an MoE's routing) exports without an error
-    but computes something else; this catches it. Written atomically: on any error
+    whose control flow depends on its input exports without an error but computes
+    something else; this catches it (the zoo's MoE layers are exported in a form without
+    such flow, zoo.runtimes.onnx_moe). Written atomically: on any error
     nothing is left at `path`.
     """
     onnx = require("onnxruntime", "onnx")
     target = Path(path)
     arch = type(model).__name__
     float_model, dynamic = _float_dynamic_linears(model.eval())
+    float_model = with_all_experts(float_model)
     # The exporter names graph inputs in the order of forward()'s parameters.
     order = list(inspect.signature(model.forward).parameters)
     example = {k: example[k] for k in sorted(example, key=order.index)}
