@@ -18,8 +18,9 @@ from zoo.data.loaders import image_tensor
 from zoo.data.sources import get_dataset_spec
 from zoo.errors import OnnxExportError, RuntimePackageMissingError, UnknownRuntimeError
 from zoo.modifiers import quantization as q
+from zoo.runtimes.dequantize import float_twin
 from zoo.runtimes.onnx_export import export_onnx
-from zoo.runtimes.prepare import VARIANTS, applies, on_variant
+from zoo.runtimes.prepare import VARIANTS, applies, is_int8, on_variant, variant_named
 from zoo.runtimes.table import RUNTIMES, installed_runtimes, require, runtime_named
 
 TEST_IMAGES = 1000
@@ -89,6 +90,41 @@ def test_static_int8_cnn_exports_as_qdq_and_keeps_its_accuracy(
     assert abs(float(accuracy_torch - accuracy_ort)) <= 0.005
 
 
+def test_static_int8_cnn_runs_as_its_float_twin_within_half_a_point(
+    trained_cnn: nn.Module,
+    fashion: dict[str, torch.Tensor],
+    test_split: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    images, labels = test_split
+    int8 = copy.deepcopy(trained_cnn)
+    q.quantize_static(int8, [fashion["x"][i : i + 64] for i in range(0, 256, 64)])
+    model = Wrapped(int8)
+    before = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    twin = float_twin(model)
+    assert is_int8(model) and not is_int8(twin)
+    conv = next(m for m in twin.modules() if isinstance(m, nn.Conv2d))
+    quantized = next(m for m in model.modules() if type(m).__name__ == "ConvReLU2d")
+    assert torch.equal(conv.weight, quantized.weight().dequantize())  # the int8 grid, exactly
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    served = on_variant(model, "onnxruntime-dequant", {"x": images[:1]}, check={"x": images[:8]})
+    accuracy_torch = (predict(model, images) == labels).float().mean()
+    accuracy_twin = (predict(served, images) == labels).float().mean()
+    assert abs(float(accuracy_torch - accuracy_twin)) <= 0.005
+    dynamic = copy.deepcopy(trained_cnn)
+    q.quantize_dynamic(dynamic)
+    assert applies(variant_named("onnxruntime-dequant"), model)
+    assert not applies(variant_named("onnxruntime-dequant"), dynamic)
+    assert not applies(variant_named("onnxruntime-dequant"), trained_cnn)
+
+
+def test_an_int8_module_without_a_float_twin_is_named() -> None:
+    from torch.ao.nn.quantized import Conv1d
+
+    model = nn.Sequential(Conv1d(2, 2, 1))
+    with pytest.raises(OnnxExportError, match=r"'Conv1d'.*without a float twin"):
+        float_twin(model)
+
+
 def test_dynamic_int8_text_model_runs_its_int8_layers_as_matmulinteger(tmp_path: Path) -> None:
     model = tiny_bert(seed=0)
     plan = q.quantize_dynamic(model)
@@ -106,7 +142,7 @@ def test_runtime_quantizers_apply_to_float_models_only(trained_cnn: nn.Module) -
     int8 = copy.deepcopy(trained_cnn)
     q.quantize_dynamic(int8)
     names = {v.name for v in VARIANTS if applies(v, int8)}
-    assert names == {"torch", "onnxruntime", "openvino"}
+    assert names == {"torch", "onnxruntime", "openvino"}  # no float twin: dynamic int8
     assert {"onnxruntime-int8", "openvino-int8"} <= {
         v.name for v in VARIANTS if applies(v, trained_cnn)
     }

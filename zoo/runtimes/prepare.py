@@ -2,7 +2,9 @@
 
 A variant is a runtime plus who made the model int8: the entry itself (torch.ao, kept as
 QDQ in its ONNX export), or the runtime's own quantizer applied to a float entry
-(ONNX Runtime's quantizer, OpenVINO's NNCF). ONNX files go to a scratch folder that is
+(ONNX Runtime's quantizer, OpenVINO's NNCF). A static int8 entry also runs as its float
+twin (its int8 weights dequantized, zoo.runtimes.dequantize): on narrow convolutions ONNX
+Runtime's fp32 kernels beat its int8 ones. ONNX files go to a scratch folder that is
 removed once the runtime has the model in memory.
 """
 
@@ -28,6 +30,7 @@ class Variant:
     runtime: str
     quantizer: str | None = None  # the runtime's own int8 of a float entry
     csr: bool = False  # torch with sparse Linear layers as CSR matmuls
+    dequantize: bool = False  # a static int8 entry as its float twin
     summary: str = ""
 
 
@@ -40,6 +43,12 @@ VARIANTS: tuple[Variant, ...] = (
         "onnxruntime",
         quantizer="onnxruntime",
         summary="ONNX Runtime's quantizer on a float entry",
+    ),
+    Variant(
+        "onnxruntime-dequant",
+        "onnxruntime",
+        dequantize=True,
+        summary="a static int8 entry's weights dequantized, computed in fp32",
     ),
     Variant("openvino", "openvino", summary="OpenVINO on the ONNX export"),
     Variant("openvino-int8", "openvino", quantizer="nncf", summary="NNCF int8 of a float entry"),
@@ -60,6 +69,13 @@ def is_int8(model: nn.Module) -> bool:
     return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
 
 
+def is_static_int8(model: nn.Module) -> bool:
+    """The model is torch.ao static int8 (its activations pass quantize stubs)."""
+    from torch.ao.nn.quantized import Quantize
+
+    return any(isinstance(m, Quantize) for m in model.modules())
+
+
 def is_text(example: Mapping[str, torch.Tensor]) -> bool:
     return "input_ids" in example
 
@@ -76,7 +92,9 @@ def has_sparse_linears(model: nn.Module) -> bool:
 
 def applies(variant: Variant, model: nn.Module) -> bool:
     """Runtime quantizers take float entries only (an int8 entry keeps its own int8);
-    CSR only where a Linear layer is sparse enough."""
+    CSR only where a Linear layer is sparse enough; the float twin of static int8 entries."""
+    if variant.dequantize:
+        return is_static_int8(model)
     if variant.csr:
         return not is_int8(model) and has_sparse_linears(model)
     if variant.quantizer is not None:
@@ -108,6 +126,10 @@ def on_variant(
             model = copy.deepcopy(model)
             to_sparse_linears(model)
         return model.eval()
+    if chosen.dequantize:
+        from zoo.runtimes.dequantize import float_twin
+
+        model = float_twin(model)
     with tempfile.TemporaryDirectory(prefix="zoo-onnx-") as scratch:
         path = export_onnx(model, example, Path(scratch) / "model.onnx", check)
         if chosen.quantizer == "onnxruntime":
