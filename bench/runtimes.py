@@ -149,7 +149,7 @@ def print_family(family: dict[str, object], sizes: list[int]) -> None:
         f"\nbaseline {family['baseline']}; best dense fp32: "
         + ", ".join(f"batch {k}: {v}" for k, v in best.items())
     )
-    head = f"{'entry':24} {'runtime':18}"
+    head = f"{'entry':24} {'runtime':20}"
     for size in sizes:
         p50, p90 = f"b{size} p50 ms", f"b{size} p90"
         head += f" {p50:>11} {p90:>8} {'vs torch':>8} {'vs best':>8}"
@@ -157,7 +157,7 @@ def print_family(family: dict[str, object], sizes: list[int]) -> None:
     rows = family["rows"]
     assert isinstance(rows, list)
     for row in rows:
-        line = f"{row['entry']:24} {row['variant']:18}"
+        line = f"{row['entry']:24} {row['variant']:20}"
         for size in sizes:
             line += (
                 f" {row[f'b{size}_p50_ms']:11.3f} {row[f'b{size}_p90_ms']:8.3f}"

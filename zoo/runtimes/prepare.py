@@ -3,7 +3,8 @@
 A variant is a runtime plus who made the model int8: the entry itself (torch.ao, kept as
 QDQ in its ONNX export), or the runtime's own quantizer applied to a float entry
 (ONNX Runtime's quantizer, OpenVINO's NNCF). A static int8 entry also runs as its float
-twin (its int8 weights dequantized, zoo.runtimes.dequantize): on narrow convolutions ONNX
+twin (its int8 weights dequantized, zoo.runtimes.dequantize), and as its QDQ export with
+the image-input convolution in fp32 (zoo.runtimes.qdq): on such narrow convolutions ONNX
 Runtime's fp32 kernels beat its int8 ones. ONNX files go to a scratch folder that is
 removed once the runtime has the model in memory.
 """
@@ -31,6 +32,7 @@ class Variant:
     quantizer: str | None = None  # the runtime's own int8 of a float entry
     csr: bool = False  # torch with sparse Linear layers as CSR matmuls
     dequantize: bool = False  # a static int8 entry as its float twin
+    float_stem: bool = False  # a static int8 entry with its image-input conv in fp32
     summary: str = ""
 
 
@@ -49,6 +51,12 @@ VARIANTS: tuple[Variant, ...] = (
         "onnxruntime",
         dequantize=True,
         summary="a static int8 entry's weights dequantized, computed in fp32",
+    ),
+    Variant(
+        "onnxruntime-mixed",
+        "onnxruntime",
+        float_stem=True,
+        summary="a static int8 entry in int8, its image-input conv block in fp32",
     ),
     Variant("openvino", "openvino", summary="OpenVINO on the ONNX export"),
     Variant("openvino-int8", "openvino", quantizer="nncf", summary="NNCF int8 of a float entry"),
@@ -92,9 +100,14 @@ def has_sparse_linears(model: nn.Module) -> bool:
 
 def applies(variant: Variant, model: nn.Module) -> bool:
     """Runtime quantizers take float entries only (an int8 entry keeps its own int8);
-    CSR only where a Linear layer is sparse enough; the float twin of static int8 entries."""
+    CSR only where a Linear layer is sparse enough; the float twin and the fp32 stem
+    to static int8 entries (the stem where an int8 conv has few input channels)."""
     if variant.dequantize:
         return is_static_int8(model)
+    if variant.float_stem:
+        from zoo.runtimes.qdq import has_narrow_int8_conv
+
+        return is_static_int8(model) and has_narrow_int8_conv(model)
     if variant.csr:
         return not is_int8(model) and has_sparse_linears(model)
     if variant.quantizer is not None:
@@ -141,6 +154,11 @@ def on_variant(
         if chosen.runtime == "onnxruntime":
             from zoo.runtimes.onnxrt import OnnxRuntimeModel
 
+            if chosen.float_stem:
+                from zoo.runtimes.qdq import DISABLED_OPTIMIZERS, float_narrow_convs
+
+                path, _ = float_narrow_convs(path, Path(scratch) / "mixed.onnx")
+                return OnnxRuntimeModel(path, threads, DISABLED_OPTIMIZERS).eval()
             return OnnxRuntimeModel(path, threads).eval()
         from zoo.runtimes.openvino import OpenVinoModel, quantize_openvino
 
