@@ -73,34 +73,38 @@ def test_float_cnn_agrees_with_torch_on_the_test_split(
         )
 
 
-def test_static_int8_cnn_exports_as_qdq_and_keeps_its_accuracy(
-    trained_cnn: nn.Module,
-    fashion: dict[str, torch.Tensor],
-    test_split: tuple[torch.Tensor, torch.Tensor],
-    tmp_path: Path,
-) -> None:
-    images, labels = test_split
+@pytest.fixture
+def int8_cnn(trained_cnn: nn.Module, fashion: dict[str, torch.Tensor]) -> nn.Module:
+    """The trained CNN in torch.ao static int8, calibrated on 256 training images."""
     int8 = copy.deepcopy(trained_cnn)
     q.quantize_static(int8, [fashion["x"][i : i + 64] for i in range(0, 256, 64)])
-    model = Wrapped(int8)
+    return Wrapped(int8)
+
+
+def assert_accuracy_within_half_a_point(
+    model: nn.Module, served: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, labels = test_split
+    accuracy_torch = (predict(model, images) == labels).float().mean()
+    accuracy_served = (predict(served, images) == labels).float().mean()
+    assert abs(float(accuracy_torch - accuracy_served)) <= 0.005
+
+
+def test_static_int8_cnn_exports_as_qdq_and_keeps_its_accuracy(
+    int8_cnn: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    images, model = test_split[0], int8_cnn
     path = export_onnx(model, {"x": images[:1]}, tmp_path / "cnn.onnx")
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     served = on_variant(model, "onnxruntime", {"x": images[:1]})
-    accuracy_torch = (predict(model, images) == labels).float().mean()
-    accuracy_ort = (predict(served, images) == labels).float().mean()
-    assert abs(float(accuracy_torch - accuracy_ort)) <= 0.005
+    assert_accuracy_within_half_a_point(model, served, test_split)
 
 
 def test_static_int8_cnn_runs_as_its_float_twin_within_half_a_point(
-    trained_cnn: nn.Module,
-    fashion: dict[str, torch.Tensor],
-    test_split: tuple[torch.Tensor, torch.Tensor],
+    trained_cnn: nn.Module, int8_cnn: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
-    images, labels = test_split
-    int8 = copy.deepcopy(trained_cnn)
-    q.quantize_static(int8, [fashion["x"][i : i + 64] for i in range(0, 256, 64)])
-    model = Wrapped(int8)
+    images, model = test_split[0], int8_cnn
     before = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     twin = float_twin(model)
     assert is_int8(model) and not is_int8(twin)
@@ -109,9 +113,7 @@ def test_static_int8_cnn_runs_as_its_float_twin_within_half_a_point(
     assert torch.equal(conv.weight, quantized.weight().dequantize())  # the int8 grid, exactly
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     served = on_variant(model, "onnxruntime-dequant", {"x": images[:1]}, check={"x": images[:8]})
-    accuracy_torch = (predict(model, images) == labels).float().mean()
-    accuracy_twin = (predict(served, images) == labels).float().mean()
-    assert abs(float(accuracy_torch - accuracy_twin)) <= 0.005
+    assert_accuracy_within_half_a_point(model, served, test_split)
     dynamic = copy.deepcopy(trained_cnn)
     q.quantize_dynamic(dynamic)
     assert applies(variant_named("onnxruntime-dequant"), model)
@@ -121,16 +123,13 @@ def test_static_int8_cnn_runs_as_its_float_twin_within_half_a_point(
 
 def test_static_int8_cnn_runs_int8_with_an_fp32_stem_within_half_a_point(
     trained_cnn: nn.Module,
-    fashion: dict[str, torch.Tensor],
+    int8_cnn: nn.Module,
     test_split: tuple[torch.Tensor, torch.Tensor],
     tmp_path: Path,
 ) -> None:
     import onnxruntime as ort
 
-    images, labels = test_split
-    int8 = copy.deepcopy(trained_cnn)
-    q.quantize_static(int8, [fashion["x"][i : i + 64] for i in range(0, 256, 64)])
-    model = Wrapped(int8)
+    images, model = test_split[0], int8_cnn
     qdq = export_onnx(model, {"x": images[:1]}, tmp_path / "qdq.onnx")
     mixed, rewritten = float_narrow_convs(qdq, tmp_path / "mixed.onnx")
     assert rewritten == 1  # the one-channel image input; 16 and 32 channels stay int8
@@ -145,9 +144,7 @@ def test_static_int8_cnn_runs_int8_with_an_fp32_stem_within_half_a_point(
     ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
     assert ops.count("QLinearConv") == 2 and {"Conv", "FusedConv"} & set(ops)
     served = on_variant(model, "onnxruntime-mixed", {"x": images[:1]})
-    accuracy_torch = (predict(model, images) == labels).float().mean()
-    accuracy_mixed = (predict(served, images) == labels).float().mean()
-    assert abs(float(accuracy_torch - accuracy_mixed)) <= 0.005
+    assert_accuracy_within_half_a_point(model, served, test_split)
     assert not applies(variant_named("onnxruntime-mixed"), trained_cnn)  # float: no
 
 
