@@ -111,6 +111,10 @@ def _bypass_qdq_after(graph: _Graph, value: str) -> None:
             for index, name in enumerate(user.input):
                 if name == pair.output[0]:
                     user.input[index] = value
+        # The bypassed pair still reads `value` until it is dropped: go on from its user.
+        if len(users) != 1 or users[0].op_type not in _FLOAT_FOLLOWERS:
+            return
+        value = users[0].output[0]
 
 
 def _drop_unused(model: Any) -> None:
