@@ -7,7 +7,8 @@ int8: ONNX Runtime's quantizer and OpenVINO's NNCF). Each figure is stated two w
 against the dense model in torch eager fp32 (the baseline the pipeline reports), and
 against the dense model on its own fastest fp32 runtime (what a user deploying it would
 compare with). Reads the demo's outputs (params.yaml, data/, models/export/); writes
-nothing but the --out JSON.
+nothing but the --out JSON: checked writable before anything is measured, rewritten
+(atomically) after each family, so a run that dies late keeps what it measured.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from zoo.evaluation.schema import ModelFigures
+from zoo.evaluation.schema import BatchFigures, ModelFigures
 from zoo.evaluation.speed import measure_side_by_side
-from zoo.fsutil import atomic_write_json
+from zoo.fsutil import atomic_write_json, temp_beside
 from zoo.runtimes.demo import BENCH_SEQUENCE_LENGTH, DemoSetup, batches, repeat_to
 from zoo.runtimes.prepare import VARIANTS, applies, on_variant
 
@@ -43,6 +46,7 @@ CLAIMS = (
     ("GMP 90% + int8 CNN", ("cnn_gmp90_qat",), 1.5, False),
 )
 INT8_VARIANTS = ("onnxruntime-int8", "openvino-int8")
+Timings = Mapping[str, Mapping[int, BatchFigures]]
 
 
 def slot(key: str, variant: str) -> str:
@@ -80,20 +84,62 @@ def measure_family(
         warmup=2,
         budget_s=args.budget_s,
     )
+    return family_table(timings, baseline_key, args.batch_sizes)
+
+
+def family_table(timings: Timings, baseline_key: str, sizes: Sequence[int]) -> dict[str, object]:
+    """One row per model slot with its figures, stated against torch eager and against the
+    dense model's fastest fp32 runtime at each batch size."""
     best: dict[int, str] = {}
-    for size in args.batch_sizes:
+    for size in sizes:
         fp32 = [slot(baseline_key, v) for v in DENSE_FP32 if slot(baseline_key, v) in timings]
         best[size] = max(fp32, key=lambda name: timings[name][size].speedup or 0.0)
     rows = []
     for name, per_batch in timings.items():
         key, _, variant = name.partition("/")
         row: dict[str, object] = {"entry": key, "variant": variant}
-        row.update(ModelFigures(batches=per_batch).flat())
+        row.update(ModelFigures(batches=dict(per_batch)).flat())
         for size, figures in per_batch.items():
             best_speedup = timings[best[size]][size].speedup or 1.0
             row[f"b{size}_vs_best_dense"] = round((figures.speedup or 0.0) / best_speedup, 3)
         rows.append(row)
+    baseline = slot(baseline_key, "torch")
     return {"baseline": baseline, "best_dense": {str(k): v for k, v in best.items()}, "rows": rows}
+
+
+def _plain(value: Any, where: str) -> Any:
+    """`value` as plain JSON types: numpy and torch scalars become numbers; anything else
+    JSON cannot hold is an error naming where it sits (not a crash after the run)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    item = getattr(value, "item", None)  # numpy / torch scalars
+    if callable(item) and getattr(value, "ndim", 1) == 0:
+        return _plain(item(), where)
+    raise TypeError(f"{where}: {type(value).__name__} is not a JSON value")
+
+
+def save_results(
+    path: Path,
+    families: Mapping[str, Mapping[str, object]],
+    threads: int,
+    claim_lines: Sequence[str] = (),
+    complete: bool = False,
+) -> None:
+    """Write the table so far to `path` atomically (a reader never sees half a file)."""
+    from zoo.pipeline.measure import machine_name
+
+    document = {
+        "machine": machine_name(),
+        "threads": threads,
+        "complete": complete,
+        "families": families,
+        "claims": list(claim_lines),
+    }
+    atomic_write_json(path, _plain(document, "results"))
 
 
 def print_family(family: dict[str, object], sizes: list[int]) -> None:
@@ -103,7 +149,7 @@ def print_family(family: dict[str, object], sizes: list[int]) -> None:
         f"\nbaseline {family['baseline']}; best dense fp32: "
         + ", ".join(f"batch {k}: {v}" for k, v in best.items())
     )
-    head = f"{'entry':24} {'runtime':18}"
+    head = f"{'entry':24} {'runtime':20}"
     for size in sizes:
         p50, p90 = f"b{size} p50 ms", f"b{size} p90"
         head += f" {p50:>11} {p90:>8} {'vs torch':>8} {'vs best':>8}"
@@ -111,7 +157,7 @@ def print_family(family: dict[str, object], sizes: list[int]) -> None:
     rows = family["rows"]
     assert isinstance(rows, list)
     for row in rows:
-        line = f"{row['entry']:24} {row['variant']:18}"
+        line = f"{row['entry']:24} {row['variant']:20}"
         for size in sizes:
             line += (
                 f" {row[f'b{size}_p50_ms']:11.3f} {row[f'b{size}_p90_ms']:8.3f}"
@@ -147,7 +193,7 @@ def claims(families: dict[str, dict[str, object]], size: int) -> list[str]:
     return lines
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--exports", type=Path, default=Path("models/export"))
@@ -161,9 +207,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--budget-s", type=float, default=6.0)
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.batch_sizes = [int(s) for s in args.batch_sizes.split(",")]
     args.skip = {s for s in args.skip.split(",") if s}
+    families: dict[str, dict[str, object]] = {}
+    if args.out:
+        try:  # an unwritable --out fails now, not after the whole run; a last run's file stays
+            with temp_beside(args.out):
+                pass
+        except OSError as exc:
+            print(f"cannot write --out {args.out}: {exc}", file=sys.stderr)
+            return 2
     torch.set_num_threads(args.threads)
     setup = DemoSetup.at(args.params, args.exports, args.data_root)
     keys = setup.keys() if args.entries == "all" else args.entries.split(",")
@@ -177,21 +231,17 @@ def main() -> int:
     by_baseline: dict[str, list[str]] = {}
     for key in keys:
         by_baseline.setdefault(setup.entry(key).config.baseline, []).append(key)
-    families = {}
     for baseline_key, members in sorted(by_baseline.items()):
         print(f"== {baseline_key}: {', '.join(members)}")
         families[baseline_key] = measure_family(setup, baseline_key, members, args)
         print_family(families[baseline_key], args.batch_sizes)
+        if args.out:
+            save_results(args.out, families, args.threads)
     print()
-    for size in args.batch_sizes:
-        for line in claims(families, size):
-            print(line)
+    lines = [line for size in args.batch_sizes for line in claims(families, size)]
+    print("\n".join(lines))
     if args.out:
-        from zoo.pipeline.measure import machine_name
-
-        atomic_write_json(
-            args.out, {"machine": machine_name(), "threads": args.threads, "families": families}
-        )
+        save_results(args.out, families, args.threads, lines, complete=True)
     return 0
 
 

@@ -17,9 +17,12 @@ from tests.compress.export_identity import text_inputs, tiny_bert
 from zoo.data.loaders import image_tensor
 from zoo.data.sources import get_dataset_spec
 from zoo.errors import OnnxExportError, RuntimePackageMissingError, UnknownRuntimeError
+from zoo.models import get_model
 from zoo.modifiers import quantization as q
+from zoo.runtimes.dequantize import float_twin
 from zoo.runtimes.onnx_export import export_onnx
-from zoo.runtimes.prepare import VARIANTS, applies, on_variant
+from zoo.runtimes.prepare import VARIANTS, applies, is_int8, on_variant, variant_named
+from zoo.runtimes.qdq import DISABLED_OPTIMIZERS, float_narrow_convs
 from zoo.runtimes.table import RUNTIMES, installed_runtimes, require, runtime_named
 
 TEST_IMAGES = 1000
@@ -70,23 +73,99 @@ def test_float_cnn_agrees_with_torch_on_the_test_split(
         )
 
 
-def test_static_int8_cnn_exports_as_qdq_and_keeps_its_accuracy(
-    trained_cnn: nn.Module,
-    fashion: dict[str, torch.Tensor],
-    test_split: tuple[torch.Tensor, torch.Tensor],
-    tmp_path: Path,
-) -> None:
-    images, labels = test_split
+@pytest.fixture
+def int8_cnn(trained_cnn: nn.Module, fashion: dict[str, torch.Tensor]) -> nn.Module:
+    """The trained CNN in torch.ao static int8, calibrated on 256 training images."""
     int8 = copy.deepcopy(trained_cnn)
     q.quantize_static(int8, [fashion["x"][i : i + 64] for i in range(0, 256, 64)])
-    model = Wrapped(int8)
+    return Wrapped(int8)
+
+
+def assert_accuracy_within_half_a_point(
+    model: nn.Module, served: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, labels = test_split
+    accuracy_torch = (predict(model, images) == labels).float().mean()
+    accuracy_served = (predict(served, images) == labels).float().mean()
+    assert abs(float(accuracy_torch - accuracy_served)) <= 0.005
+
+
+def test_static_int8_cnn_exports_as_qdq_and_keeps_its_accuracy(
+    int8_cnn: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    images, model = test_split[0], int8_cnn
     path = export_onnx(model, {"x": images[:1]}, tmp_path / "cnn.onnx")
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     served = on_variant(model, "onnxruntime", {"x": images[:1]})
-    accuracy_torch = (predict(model, images) == labels).float().mean()
-    accuracy_ort = (predict(served, images) == labels).float().mean()
-    assert abs(float(accuracy_torch - accuracy_ort)) <= 0.005
+    assert_accuracy_within_half_a_point(model, served, test_split)
+
+
+def test_static_int8_cnn_runs_as_its_float_twin_within_half_a_point(
+    trained_cnn: nn.Module, int8_cnn: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, model = test_split[0], int8_cnn
+    before = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    twin = float_twin(model)
+    assert is_int8(model) and not is_int8(twin)
+    conv = next(m for m in twin.modules() if isinstance(m, nn.Conv2d))
+    quantized = next(m for m in model.modules() if type(m).__name__ == "ConvReLU2d")
+    assert torch.equal(conv.weight, quantized.weight().dequantize())  # the int8 grid, exactly
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    served = on_variant(model, "onnxruntime-dequant", {"x": images[:1]}, check={"x": images[:8]})
+    assert_accuracy_within_half_a_point(model, served, test_split)
+    dynamic = copy.deepcopy(trained_cnn)
+    q.quantize_dynamic(dynamic)
+    assert applies(variant_named("onnxruntime-dequant"), model)
+    assert not applies(variant_named("onnxruntime-dequant"), dynamic)
+    assert not applies(variant_named("onnxruntime-dequant"), trained_cnn)
+
+
+def test_static_int8_cnn_runs_int8_with_an_fp32_stem_within_half_a_point(
+    trained_cnn: nn.Module,
+    int8_cnn: nn.Module,
+    test_split: tuple[torch.Tensor, torch.Tensor],
+    tmp_path: Path,
+) -> None:
+    import onnxruntime as ort
+
+    images, model = test_split[0], int8_cnn
+    qdq = export_onnx(model, {"x": images[:1]}, tmp_path / "qdq.onnx")
+    mixed, rewritten = float_narrow_convs(qdq, tmp_path / "mixed.onnx")
+    assert rewritten == 1  # the one-channel image input; 16 and 32 channels stay int8
+    convs = [n for n in onnx.load(str(mixed)).graph.node if n.op_type == "Conv"]
+    assert [c.input[0] for c in convs].count("x") == 1
+    # What ONNX Runtime then runs: the stem as fp32 Conv, the other convolutions in int8,
+    # no pooling on uint8 before the first int8 layer.
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3  # not the note that NCHWc files suit this CPU only
+    ort.InferenceSession(str(mixed), options, disabled_optimizers=list(DISABLED_OPTIMIZERS))
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 2 and {"Conv", "FusedConv"} & set(ops)
+    served = on_variant(model, "onnxruntime-mixed", {"x": images[:1]})
+    assert_accuracy_within_half_a_point(model, served, test_split)
+    assert not applies(variant_named("onnxruntime-mixed"), trained_cnn)  # float: no
+
+
+def test_an_int8_model_without_a_narrow_conv_gets_no_fp32_stem(
+    fashion: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    mlp = Wrapped(get_model("mlp", hidden=[32]).eval())
+    q.quantize_static(mlp, [fashion["x"][i : i + 64] for i in range(0, 256, 64)])
+    assert not applies(variant_named("onnxruntime-mixed"), mlp)
+    qdq = export_onnx(mlp, {"x": fashion["x"][:1]}, tmp_path / "qdq.onnx")
+    _, rewritten = float_narrow_convs(qdq, tmp_path / "same.onnx")
+    assert rewritten == 0
+    assert onnx.load(str(tmp_path / "same.onnx")).graph == onnx.load(str(qdq)).graph
+
+
+def test_an_int8_module_without_a_float_twin_is_named() -> None:
+    from torch.ao.nn.quantized import Conv1d
+
+    model = nn.Sequential(Conv1d(2, 2, 1))
+    with pytest.raises(OnnxExportError, match=r"'Conv1d'.*without a float twin"):
+        float_twin(model)
 
 
 def test_dynamic_int8_text_model_runs_its_int8_layers_as_matmulinteger(tmp_path: Path) -> None:
@@ -106,7 +185,7 @@ def test_runtime_quantizers_apply_to_float_models_only(trained_cnn: nn.Module) -
     int8 = copy.deepcopy(trained_cnn)
     q.quantize_dynamic(int8)
     names = {v.name for v in VARIANTS if applies(v, int8)}
-    assert names == {"torch", "onnxruntime", "openvino"}
+    assert names == {"torch", "onnxruntime", "openvino"}  # no float twin: dynamic int8
     assert {"onnxruntime-int8", "openvino-int8"} <= {
         v.name for v in VARIANTS if applies(v, trained_cnn)
     }

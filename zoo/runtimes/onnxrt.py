@@ -27,7 +27,12 @@ class OnnxRuntimeModel(nn.Module):
     the CPU, with as many threads as torch uses (so the runtimes compare on equal terms).
     The session holds the model in memory: the file may go once it is built."""
 
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        threads: int | None = None,
+        disabled_optimizers: Sequence[str] = (),
+    ) -> None:
         super().__init__()
         ort = require("onnxruntime")
         options = ort.SessionOptions()
@@ -37,7 +42,12 @@ class OnnxRuntimeModel(nn.Module):
         # Idle threads sleep instead of spinning: spinning pools of ONNX Runtime, torch and
         # OpenVINO in one process would starve each other on a few cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(path),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(disabled_optimizers) or None,
+        )
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def forward(self, *args: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:

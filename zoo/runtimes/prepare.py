@@ -2,7 +2,10 @@
 
 A variant is a runtime plus who made the model int8: the entry itself (torch.ao, kept as
 QDQ in its ONNX export), or the runtime's own quantizer applied to a float entry
-(ONNX Runtime's quantizer, OpenVINO's NNCF). ONNX files go to a scratch folder that is
+(ONNX Runtime's quantizer, OpenVINO's NNCF). A static int8 entry also runs as its float
+twin (its int8 weights dequantized, zoo.runtimes.dequantize), and as its QDQ export with
+the image-input convolution in fp32 (zoo.runtimes.qdq): on such narrow convolutions ONNX
+Runtime's fp32 kernels beat its int8 ones. ONNX files go to a scratch folder that is
 removed once the runtime has the model in memory.
 """
 
@@ -28,6 +31,8 @@ class Variant:
     runtime: str
     quantizer: str | None = None  # the runtime's own int8 of a float entry
     csr: bool = False  # torch with sparse Linear layers as CSR matmuls
+    dequantize: bool = False  # a static int8 entry as its float twin
+    float_stem: bool = False  # a static int8 entry with its image-input conv in fp32
     summary: str = ""
 
 
@@ -40,6 +45,18 @@ VARIANTS: tuple[Variant, ...] = (
         "onnxruntime",
         quantizer="onnxruntime",
         summary="ONNX Runtime's quantizer on a float entry",
+    ),
+    Variant(
+        "onnxruntime-dequant",
+        "onnxruntime",
+        dequantize=True,
+        summary="a static int8 entry's weights dequantized, computed in fp32",
+    ),
+    Variant(
+        "onnxruntime-mixed",
+        "onnxruntime",
+        float_stem=True,
+        summary="a static int8 entry in int8, its image-input conv block in fp32",
     ),
     Variant("openvino", "openvino", summary="OpenVINO on the ONNX export"),
     Variant("openvino-int8", "openvino", quantizer="nncf", summary="NNCF int8 of a float entry"),
@@ -60,6 +77,13 @@ def is_int8(model: nn.Module) -> bool:
     return any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
 
 
+def is_static_int8(model: nn.Module) -> bool:
+    """The model is torch.ao static int8 (its activations pass quantize stubs)."""
+    from torch.ao.nn.quantized import Quantize
+
+    return any(isinstance(m, Quantize) for m in model.modules())
+
+
 def is_text(example: Mapping[str, torch.Tensor]) -> bool:
     return "input_ids" in example
 
@@ -76,7 +100,14 @@ def has_sparse_linears(model: nn.Module) -> bool:
 
 def applies(variant: Variant, model: nn.Module) -> bool:
     """Runtime quantizers take float entries only (an int8 entry keeps its own int8);
-    CSR only where a Linear layer is sparse enough."""
+    CSR only where a Linear layer is sparse enough; the float twin and the fp32 stem
+    to static int8 entries (the stem where an int8 conv has few input channels)."""
+    if variant.dequantize:
+        return is_static_int8(model)
+    if variant.float_stem:
+        from zoo.runtimes.qdq import has_narrow_int8_conv
+
+        return is_static_int8(model) and has_narrow_int8_conv(model)
     if variant.csr:
         return not is_int8(model) and has_sparse_linears(model)
     if variant.quantizer is not None:
@@ -108,6 +139,10 @@ def on_variant(
             model = copy.deepcopy(model)
             to_sparse_linears(model)
         return model.eval()
+    if chosen.dequantize:
+        from zoo.runtimes.dequantize import float_twin
+
+        model = float_twin(model)
     with tempfile.TemporaryDirectory(prefix="zoo-onnx-") as scratch:
         path = export_onnx(model, example, Path(scratch) / "model.onnx", check)
         if chosen.quantizer == "onnxruntime":
@@ -119,6 +154,11 @@ def on_variant(
         if chosen.runtime == "onnxruntime":
             from zoo.runtimes.onnxrt import OnnxRuntimeModel
 
+            if chosen.float_stem:
+                from zoo.runtimes.qdq import DISABLED_OPTIMIZERS, float_narrow_convs
+
+                path, _ = float_narrow_convs(path, Path(scratch) / "mixed.onnx")
+                return OnnxRuntimeModel(path, threads, DISABLED_OPTIMIZERS).eval()
             return OnnxRuntimeModel(path, threads).eval()
         from zoo.runtimes.openvino import OpenVinoModel, quantize_openvino
 
