@@ -61,8 +61,12 @@ def _pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, S] 1/0 -> [B, 1, 1, S] 0/-inf-like, what eager and SDPA attention both take."""
+def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """[B, S] 1/0 -> [B, 1, 1, S] 0/-inf-like, what eager and SDPA attention both take;
+    None without padding (a batch of one), as transformers' own BertModel passes it, so
+    attention takes the same mask-free kernel as the dense model it is timed against."""
+    if bool(attention_mask.all()):
+        return None
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
@@ -117,7 +121,8 @@ def _exit_early(
             continue
         out[active[done]] = logits[done].to(out.dtype)
         keep = ~done
-        active, hidden, mask, additive = active[keep], hidden[keep], mask[keep], additive[keep]
+        active, hidden, mask = active[keep], hidden[keep], mask[keep]
+        additive = None if additive is None else additive[keep]
         if active.numel() == 0:
             break
     if active.numel():
