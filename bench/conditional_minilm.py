@@ -194,7 +194,7 @@ def main() -> None:
     )
     parser.add_argument("--extra", type=int, default=1, help="extra epochs for MoE / dense")
     parser.add_argument("--extra-lr", type=float, default=5e-5, help="lr of those epochs")
-    parser.add_argument("--seeds", type=int, default=1, help="MoE / dense-extra seeds")
+    parser.add_argument("--seeds", type=int, default=2, help="MoE / dense-extra seeds")
     parser.add_argument("--latency-examples", type=int, help="first N test reviews (all)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--readme", type=Path, help="rewrite its bench-conditional block")
@@ -401,7 +401,7 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         f"Measured by `make bench-conditional` (`bench/conditional_minilm.py`; "
         f"{n['train']:,} training, {n['val']:,} validation and {n['test']:,} test reviews, "
-        f"{report['torch_threads']} torch threads, {report['seconds'] / 60:.1f} min).",
+        f"{report['torch_threads']} torch thread(s), {report['seconds'] / 60:.1f} min).",
         "",
     ]
     dense = report["dense_accuracy"]
