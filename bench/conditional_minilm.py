@@ -464,7 +464,25 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
             f"standard error {100 * paired:.1f}).",
             "",
         ]
-    return "\n".join(lines)
+    return "\n".join([*lines, f"Floors: {'; '.join(floors(report))}.", ""])
+
+
+def floors(report: dict[str, Any]) -> list[str]:
+    """Issue 14's floors, each met or missed by this run's figures."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    out = []
+    if "early_exit" in report:
+        ee = report["early_exit"]
+        ok = ee["latency_ratio"] >= 1.5 and ee["points_lost"] <= 1.0
+        out.append(f"early exit >= 1.5x at <= 1 point lost {verdict(ok)}")
+    if "moe_summary" in report:
+        s = report["moe_summary"]
+        out.append(f"MoE >= dense + extra {verdict(s['moe_minus_dense_extra'] >= 0)}")
+        out.append(f"REAP 50% >= 98% of the MoE {verdict(s['reap50_of_moe'] >= 0.98)}")
+    return out
 
 
 def write_readme_block(readme: Path, tables: str) -> None:
