@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tests.compress.export_identity import text_inputs
+from tests.compress.recipes import recipe
 from tests.modifiers.conditional_models import bert, with_exits
 from zoo.client.validate import validate_model
 from zoo.compress.export import export_model
@@ -20,7 +21,7 @@ from zoo.compress.load import load_exported
 from zoo.errors import RecipeError
 from zoo.models import get_model
 from zoo.modifiers import early_exit
-from zoo.recipes import RecipeManager
+from zoo.recipes import RecipeManager, oneshot
 
 
 def _count_layer_calls(model: nn.Module) -> list[int]:
@@ -145,6 +146,98 @@ def test_the_threshold_sweep_picks_the_cheapest_point_within_the_accuracy_budget
     exact = early_exit.choose_operating_point(points, max_drop=0.0)
     assert exact["accuracy"] == max(p["accuracy"] for p in points)
     assert early_exit.exit_spec(model)["threshold"] == 0.3  # the sweep leaves it as it was
+
+
+def test_the_replayed_sweep_equals_running_the_model_at_each_threshold() -> None:
+    model = with_exits(bert(seed=2), "[0, 1, 2]", "entropy", 0.0)
+    with torch.no_grad():  # exits of varied confidence: every threshold exits differently
+        for head in model.exit_heads.values():
+            nn.init.normal_(head.weight, std=3.0)
+    ids = torch.randint(1, 500, (12, 10), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[::3, 6:] = 0
+    labels = torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(4))
+    batches = [
+        ({"input_ids": ids[a:b], "attention_mask": mask[a:b]}, labels[a:b])
+        for a, b in ((0, 5), (5, 12))
+    ]
+    thresholds = [0.0, 0.1, 0.3, 0.5, 0.6, 0.69]
+    replayed = early_exit.sweep(model, batches, thresholds)
+    for point in replayed:
+        early_exit.set_threshold(model, point["threshold"])
+        early_exit.set_tracking(model, True)
+        with torch.no_grad():
+            correct = sum(int((model(**x).argmax(-1) == y).sum()) for x, y in batches)
+        usage = early_exit.layer_usage(model)
+        early_exit.set_tracking(model, False)
+        assert usage is not None
+        assert point["accuracy"] == correct / 12 and point["mean_layers"] == usage[0]
+    assert len({p["mean_layers"] for p in replayed}) >= 3  # the points do differ
+
+
+def _train_exits(fields: str, steps: int = 3) -> tuple[nn.Module, torch.optim.Optimizer]:
+    model = bert().train()
+    text = (
+        "stages:\n  t:\n    run_type: train\n    modifiers:\n"
+        "      - {type: EpochRangeModifier, start_epoch: 0, end_epoch: 1}\n"
+        f"      - {{type: EarlyExitModifier, exits: [0, 1], {fields}}}\n"
+    )
+    manager = RecipeManager.from_yaml(text)
+    optimizer = torch.optim.SGD(list(model.parameters()), lr=0.0)
+    manager.modify(model, optimizer, steps_per_epoch=steps)
+    with torch.no_grad():  # start the exits far from the final classifier
+        for head in model.exit_heads.values():
+            nn.init.normal_(head.weight, std=2.0)
+    inputs = text_inputs()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        out = model(**inputs)
+        loss = F.cross_entropy(out, torch.tensor([0, 1, 0]))
+        manager.loss_update(loss, inputs=inputs, outputs=out).backward()
+        optimizer.step()
+    manager.finalize(model)
+    return model, optimizer
+
+
+def test_head_lr_trains_the_exits_in_their_own_group_at_that_rate() -> None:
+    before = bert().state_dict()
+    model, optimizer = _train_exits("head_lr: 0.05")
+    heads = {id(p) for p in model.exit_heads.parameters()}
+    assert [g["lr"] for g in optimizer.param_groups] == [0.0, 0.05]
+    assert {id(p) for p in optimizer.param_groups[1]["params"]} == heads
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())  # backbone at lr 0
+    _, plain = _train_exits("freeze_backbone: true")  # unwritten: one group, as before
+    assert len(plain.param_groups) == 1
+
+
+def test_exit_weights_weigh_each_exits_distillation_term() -> None:
+    torch.manual_seed(5)
+    model, _ = _train_exits("exit_weights: [0.0, 1.0], head_lr: 0.05")
+    torch.manual_seed(5)
+    reference, _ = _train_exits("head_lr: 0.0000001")  # same start, hardly moved
+    moved = {
+        k: float((model.exit_heads[k].weight - reference.exit_heads[k].weight).abs().max().detach())
+        for k in ("0", "1")
+    }
+    assert moved["0"] < 1e-4 < moved["1"]  # weight 0: exit 0 did not learn
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ("exit_weights: [1.0]", r"field 'exit_weights'.*one weight per exit.*2 values, got 1"),
+        ("exit_weights: [1.0, -1.0]", r"field 'exit_weights'.*>= 0"),
+        ("exit_weights: [0.0, 0.0]", r"field 'exit_weights'.*not all 0"),
+        ("head_lr: 0", r"field 'head_lr'.*> 0, got 0"),
+        ("head_lr: .nan", r"field 'head_lr'"),
+    ],
+)
+def test_bad_training_options_are_refused_naming_the_field(fields: str, message: str) -> None:
+    model = bert()
+    with pytest.raises(RecipeError, match=message):
+        oneshot(model, recipe(f"{{type: EarlyExitModifier, exits: [0, 1], {fields}}}"))
+    assert not hasattr(model, early_exit.HEADS)  # nothing attached
 
 
 def test_an_exit_on_a_layer_that_does_not_exist_is_refused() -> None:

@@ -34,9 +34,11 @@ from zoo.modifiers import early_exit, moe
 
 T = TypeVar("T")
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
-#: A handful of thresholds, as fractions of the way from "never exit" to "always exit"
-#: (nearly all the way: MiniLM's exits lost no accuracy up to 0.6 on Rotten Tomatoes).
-SWEEP_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95)
+#: Thresholds as fractions of the way from "never exit" to "always exit", every 2.5%
+#: up to 97.5%: the sweep replays one pass per point (early_exit.sweep), so a fine grid
+#: is free, and on MiniLM / Rotten Tomatoes the 0.8 -> 0.95 step alone went from 4.3 to
+#: 3.0 layers run.
+SWEEP_FRACTIONS = tuple(i / 40 for i in range(40))
 
 
 def is_conditional(model: nn.Module) -> bool:
@@ -95,8 +97,8 @@ def measure_conditional(model: nn.Module, run: Callable[[], T]) -> tuple[T, dict
 
 def sweep_thresholds(criterion: str, num_classes: int) -> list[float]:
     """The thresholds swept for `criterion`, the first one never firing: entropy from 0
-    up to 0.95 x the largest possible (ln C), top probability from 1 down to 1/C + 5%
-    of the way to 1."""
+    up to 0.975 x the largest possible (ln C), top probability from 1 down to 1/C +
+    2.5% of the way to 1."""
     if criterion == "entropy":
         top = math.log(num_classes)
         values = [f * top for f in SWEEP_FRACTIONS]

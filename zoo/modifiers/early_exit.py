@@ -16,6 +16,7 @@ not labels, and the final classifier's answer is what an exit should reproduce e
 
 from __future__ import annotations
 
+import math
 import types
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -60,49 +61,78 @@ def _pool(states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     return (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
-def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, S] 1/0 -> [B, 1, 1, S] 0/-inf-like, what eager and SDPA attention both take."""
+def _additive_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """[B, S] 1/0 -> [B, 1, 1, S] 0/-inf-like, what eager and SDPA attention both take;
+    None without padding (a batch of one), as transformers' own BertModel passes it, so
+    attention takes the same mask-free kernel as the dense model it is timed against."""
+    if bool(attention_mask.all()):
+        return None
     return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def _all_exits(
+    model: Any, hidden: torch.Tensor, mask: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every layer run: each exit's logits (in layer order) and the final classifier's."""
+    heads: nn.ModuleDict = getattr(model, HEADS)
+    additive = _additive_mask(mask, hidden.dtype)
+    exit_logits = []
+    for i, layer in enumerate(encoder_layers(model)):
+        hidden = layer(hidden, additive)
+        if str(i) in heads:
+            exit_logits.append(heads[str(i)](model.dropout(_pool(hidden, mask))))
+    return exit_logits, model.classifier(model.dropout(_pool(hidden, mask)))
 
 
 def early_exit_forward(
     self: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     spec = getattr(self, SPEC_ATTR)
-    heads: nn.ModuleDict = getattr(self, HEADS)
-    layers = encoder_layers(self)
     hidden = self.encoder.embeddings(input_ids=input_ids)
-    mask = attention_mask
     if self.training:
-        exit_logits = []
-        for i, layer in enumerate(layers):
-            hidden = layer(hidden, _additive_mask(mask, hidden.dtype))
-            if str(i) in heads:
-                exit_logits.append(heads[str(i)](self.dropout(_pool(hidden, mask))))
+        exit_logits, final = _all_exits(self, hidden, attention_mask)
         spec["exit_logits"] = exit_logits  # for the loss hook, taken by it
-        return self.classifier(self.dropout(_pool(hidden, mask)))
-    out = hidden.new_empty(input_ids.shape[0], self.classifier.out_features)
-    active = torch.arange(input_ids.shape[0], device=input_ids.device)
-    executed = torch.zeros(input_ids.shape[0], dtype=torch.long)
+        return final
+    return _exit_early(self, spec, hidden, attention_mask)
+
+
+def _exit_early(
+    model: Any, spec: dict[str, Any], hidden: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Inference: examples leave the batch at their first confident exit. Kept lean on
+    purpose (one host sync per exit, the mask built once), as its Python overhead is paid
+    on every layer of a batch-1 call and would eat the layers it saves."""
+    heads: nn.ModuleDict = getattr(model, HEADS)
+    layers = encoder_layers(model)
+    out = hidden.new_empty(hidden.shape[0], model.classifier.out_features)
+    active = torch.arange(hidden.shape[0], device=hidden.device)
+    additive = _additive_mask(mask, hidden.dtype)
+    entered = [0] * len(layers) if spec.get("tracking") else None
+    examples = hidden.shape[0]
     for i, layer in enumerate(layers):
-        hidden = layer(hidden, _additive_mask(mask, hidden.dtype))
-        executed[active.cpu()] += 1
+        if entered is not None:
+            entered[i] = hidden.shape[0]
+        hidden = layer(hidden, additive)
         if str(i) not in heads:
             continue
         logits = heads[str(i)](_pool(hidden, mask))
         done = confident(logits, spec["criterion"], spec["threshold"])
+        if not bool(done.any()):
+            continue
         out[active[done]] = logits[done].to(out.dtype)
-        active, hidden, mask = active[~done], hidden[~done], mask[~done]
+        keep = ~done
+        active, hidden, mask = active[keep], hidden[keep], mask[keep]
+        additive = None if additive is None else additive[keep]
         if active.numel() == 0:
             break
     if active.numel():
-        out[active] = self.classifier(_pool(hidden, mask)).to(out.dtype)
-    if spec.get("tracking"):
-        spec["examples"] = spec.get("examples", 0) + int(executed.numel())
-        spec["layers_executed"] = spec.get("layers_executed", 0) + int(executed.sum())
+        out[active] = model.classifier(_pool(hidden, mask)).to(out.dtype)
+    if entered is not None:
+        spec["examples"] = spec.get("examples", 0) + examples
+        spec["layers_executed"] = spec.get("layers_executed", 0) + sum(entered)
         counts = spec.setdefault("entered", [0] * len(layers))
-        for i in range(len(layers)):
-            counts[i] += int((executed > i).sum())
+        for i, n in enumerate(entered):
+            counts[i] += n
     return out
 
 
@@ -155,37 +185,60 @@ def layer_usage(model: nn.Module) -> tuple[float, list[int], int] | None:
 
 
 @torch.no_grad()
+def exit_trace(
+    model: Any, batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]]
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """One pass with every layer run: each exit's logits and the final logits over all
+    `batches` ([N, C] each), and the labels ([N])."""
+    was, encoder = model.training, model.encoder
+    model.eval()
+    try:
+        per_batch = []
+        for inputs, _ in batches:
+            hidden = encoder.embeddings(input_ids=inputs["input_ids"])
+            per_batch.append(_all_exits(model, hidden, inputs["attention_mask"]))
+    finally:
+        model.train(was)
+    exits = [torch.cat([b[0][k] for b in per_batch]) for k in range(len(per_batch[0][0]))]
+    return exits, torch.cat([b[1] for b in per_batch]), torch.cat([y for _, y in batches])
+
+
+def replay(
+    model: nn.Module,
+    trace: tuple[list[torch.Tensor], torch.Tensor, torch.Tensor],
+    threshold: float,
+) -> dict[str, float]:
+    """Accuracy and mean layers executed at `threshold`, from an `exit_trace`: what the
+    early-exit forward decides, example by example (an example's states do not depend on
+    the rest of its batch), without running the model again."""
+    spec = getattr(model, SPEC_ATTR)
+    exit_logits, final, labels = trace
+    layers = torch.full_like(labels, len(encoder_layers(model)))
+    predicted = final.argmax(-1)
+    undecided = torch.ones_like(labels, dtype=torch.bool)
+    for layer, logits in zip(spec["exits"], exit_logits, strict=True):
+        leaves = undecided & confident(logits, spec["criterion"], threshold)
+        layers[leaves], predicted[leaves] = layer + 1, logits[leaves].argmax(-1)
+        undecided &= ~leaves
+    n = max(1, labels.numel())
+    return {
+        "threshold": threshold,
+        "accuracy": int((predicted == labels).sum()) / n,
+        "mean_layers": int(layers.sum()) / n,
+    }
+
+
 def sweep(
     model: nn.Module,
     batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
     thresholds: list[float],
 ) -> list[dict[str, float]]:
-    """Accuracy and mean layers executed at each threshold, on labelled batches."""
-    was = model.training
-    model.eval()
-    results = []
-    old = getattr(model, SPEC_ATTR)["threshold"]
-    try:
-        for threshold in thresholds:
-            set_threshold(model, threshold)
-            set_tracking(model, True)
-            correct = total = 0
-            for inputs, labels in batches:
-                correct += int((model(**inputs).argmax(-1) == labels).sum())
-                total += int(labels.numel())
-            usage = layer_usage(model)
-            results.append(
-                {
-                    "threshold": threshold,
-                    "accuracy": correct / max(1, total),
-                    "mean_layers": usage[0] if usage else 0.0,
-                }
-            )
-    finally:
-        set_tracking(model, False)
-        set_threshold(model, old)
-        model.train(was)
-    return results
+    """Accuracy and mean layers executed at each threshold, on labelled batches: one
+    pass through the model however many thresholds (so the sweep can be fine)."""
+    if not batches:
+        return [{"threshold": t, "accuracy": 0.0, "mean_layers": 0.0} for t in thresholds]
+    trace = exit_trace(model, batches)
+    return [replay(model, trace, threshold) for threshold in thresholds]
 
 
 def choose_operating_point(
@@ -206,7 +259,13 @@ class EarlyExitModifier(TransformOnceModifier):
     train them by self-distillation (`exit_loss` x the summed KL of each exit to the final
     classifier). `freeze_backbone` trains only the exits; otherwise the backbone trains
     jointly. Inference stops at the first exit passing `threshold` on `criterion`
-    ("entropy": entropy below it; "max_prob": top probability at or above it)."""
+    ("entropy": entropy below it; "max_prob": top probability at or above it).
+
+    Optional, off unless written: `exit_weights` weighs each exit's term (in the order of
+    `exits`; PABEE's depth weighting is [1, 2, ..., n]; default all 1), and `head_lr`
+    gives the exits their own optimizer group at that learning rate (default: they join
+    the first group). A learning-rate modifier acting on every group overrides `head_lr`;
+    give it `param_groups: [0]` to leave the exits' rate alone."""
 
     conflict_group: ClassVar[str | None] = "structure"
 
@@ -216,6 +275,8 @@ class EarlyExitModifier(TransformOnceModifier):
     freeze_backbone: bool = True
     exit_loss: float = 1.0
     temperature: float = 1.0
+    exit_weights: list[float] | None = None
+    head_lr: float | None = None
 
     def check(self) -> None:
         super().check()
@@ -230,6 +291,22 @@ class EarlyExitModifier(TransformOnceModifier):
         for name in ("exit_loss", "temperature"):
             if getattr(self, name) <= 0:
                 raise self.field_error(name, f"must be > 0, got {getattr(self, name)}")
+        if self.head_lr is not None and not (math.isfinite(self.head_lr) and self.head_lr > 0):
+            raise self.field_error("head_lr", f"a learning rate > 0, got {self.head_lr}")
+        self._check_weights()
+
+    def _check_weights(self) -> None:
+        weights = self.exit_weights
+        if weights is None:
+            return
+        if len(weights) != len(self.exits):
+            raise self.field_error(
+                "exit_weights",
+                f"one weight per exit in `exits` {self.exits}: {len(self.exits)} values, got "
+                f"{len(weights)}",
+            )
+        if any(not math.isfinite(w) or w < 0 for w in weights) or not sum(weights) > 0:
+            raise self.field_error("exit_weights", f"finite values >= 0, not all 0, got {weights}")
 
     def apply(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> Any:
         try:
@@ -247,7 +324,12 @@ class EarlyExitModifier(TransformOnceModifier):
             for param in model.parameters():
                 param.requires_grad_(False)
         heads = attach(model, self.exits, self.criterion, self.threshold)
-        if optimizer is not None:
+        if optimizer is not None and self.head_lr is not None:
+            group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+            optimizer.add_param_group(
+                {**group, "params": list(heads.parameters()), "lr": self.head_lr}
+            )
+        elif optimizer is not None:
             replace_params_in_optimizer(optimizer, [], list(heads.parameters()))
         self._done = True
 
@@ -259,9 +341,11 @@ class EarlyExitModifier(TransformOnceModifier):
             return loss
         t = self.temperature
         target = F.softmax(outputs.detach().float() / t, dim=-1)
-        terms = [
-            F.kl_div(F.log_softmax(logits.float() / t, dim=-1), target, reduction="batchmean")
-            for logits in exit_logits
+        weight_of = dict(zip(self.exits, self.exit_weights or [1.0] * len(self.exits), strict=True))
+        terms = [  # exit_logits come in layer order
+            weight_of[layer]
+            * F.kl_div(F.log_softmax(logits.float() / t, dim=-1), target, reduction="batchmean")
+            for layer, logits in zip(sorted(self.exits), exit_logits, strict=True)
         ]
         # With a frozen backbone the task loss carries no gradient; only the exits learn.
         base = loss if loss.requires_grad else loss.detach()
