@@ -41,3 +41,17 @@ def test_front_leaves_out_trials_over_the_latency_budget() -> None:
     # t0 dominates nothing it may: it breaks the budget; t2 is dominated by t1
     assert [t.number for t in front(study)] == [1]
     assert front(study)[0].experiment == "nas-t1"
+
+
+def test_front_holds_each_configuration_once() -> None:
+    """A configuration asked twice (the same model, from DVC's run cache) is one front
+    trial, the earliest: published once."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    space = {"x": optuna.distributions.CategoricalDistribution(["a", "b"])}
+    for x, accuracy, latency in (("a", 0.9, 5.0), ("b", 0.7, 2.0), ("a", 0.9, 5.0)):
+        study.enqueue_trial({"x": x})
+        trial = study.ask(space)
+        trial.set_constraint("latency_b1_ms", -1.0)
+        study.tell(trial, [accuracy, latency])
+    assert len(study.best_trials) == 3
+    assert [(t.number, t.params["x"]) for t in front(study)] == [(0, "a"), (1, "b")]

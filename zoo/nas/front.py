@@ -28,19 +28,29 @@ class FrontTrial:
 
 
 def front(study: optuna.Study) -> list[FrontTrial]:
-    """The feasible Pareto-optimal trials (Optuna's best_trials honours the constraint)."""
-    return [
-        FrontTrial(
-            t.number,
-            dict(t.params),
-            list(t.values),
-            dict(t.user_attrs.get("metrics", {})),
-            str(t.user_attrs.get("experiment")),
-            str(t.user_attrs.get("commit")),
-            str(t.user_attrs.get("stub")),
+    """The feasible Pareto-optimal trials (Optuna's best_trials honours the constraint),
+    each set of parameters once: a sampler may ask for a configuration again (NSGA-II's
+    first generation is random, its mutations can land on a parent), and DVC's run cache
+    makes that trial the same model, which is published once, as the earliest trial."""
+    seen: set[str] = set()
+    trials = []
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        key = json.dumps(t.params, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        trials.append(
+            FrontTrial(
+                t.number,
+                dict(t.params),
+                list(t.values),
+                dict(t.user_attrs.get("metrics", {})),
+                str(t.user_attrs.get("experiment")),
+                str(t.user_attrs.get("commit")),
+                str(t.user_attrs.get("stub")),
+            )
         )
-        for t in sorted(study.best_trials, key=lambda t: t.number)
-    ]
+    return trials
 
 
 def hypervolume(config: SearchConfig, trials: list[FrontTrial]) -> float:
