@@ -122,7 +122,7 @@ ct-check: $(SETUP_STAMP) ## the demo's MiniLM exports as compressed-tensors fold
 	$(PY) bench/ct_demo_check.py --exports models/export --out build/ct_check
 
 .PHONY: bench-runtimes
-bench-runtimes: setup ## every entry x runtime (torch, ONNX Runtime, OpenVINO) side by side, on the demo's exports (~40 min on 2 busy cores)
+bench-runtimes: setup ## every entry x runtime (torch, ONNX Runtime, OpenVINO) side by side, on the demo's exports (~3 min on 2 quiet cores)
 	$(PY) bench/runtimes.py --out metrics/runtimes/bench.json
 
 .PHONY: onnx-agreement
