@@ -111,6 +111,10 @@ fuzz: setup ## the hostile-store fuzz tests with ten times the CI cases (~20,000
 .PHONY: bench
 bench: setup ## run the benchmarks; each prints ratios measured side by side in one run
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@# The entry x runtime table needs the demo's exports (about 3 minutes on 2 quiet cores).
+	@if [ -d models/export/cnn_dense ] && [ -d models/export/minilm_dense ]; then \
+		echo "== bench/runtimes.py"; $(PY) bench/runtimes.py --out metrics/runtimes/bench.json; \
+	else echo "== bench/runtimes.py skipped: no demo exports under models/export (run make demo)"; fi
 
 .PHONY: bench-conditional
 bench-conditional: setup ## MiniLM early exit / MoE upcycling / REAP against the demo's dense MiniLM, whole splits; rewrites the README's measured block (~13 min)
