@@ -257,3 +257,30 @@ def test_a_traced_route_is_refused_not_exported_wrong(tmp_path: Path) -> None:
     with pytest.raises(OnnxExportError, match="data-dependent control flow"):
         export_onnx(SignRouter(), {"x": positive}, target, check={"x": negative})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_serves_the_int8_cnn_forms_and_refuses_the_rest(
+    trained_cnn: nn.Module, int8_cnn: nn.Module, test_split: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """What `zoo.load(ref, runtime=...)` builds (on_runtime_of with the export's samples):
+    a static int8 CNN as its float twin or with its fp32 stem, traced on one image and
+    checked on the others; the forms that do not apply, or need calibration, refused."""
+    from zoo.errors import ConfigError
+    from zoo.runtimes.prepare import on_runtime_of, served
+
+    images = test_split[0][:8]
+    with torch.inference_mode():
+        expected = int8_cnn(images)
+    for name in ("onnxruntime-dequant", "onnxruntime-mixed"):
+        model = on_runtime_of(int8_cnn, name, {"x": images})
+        with torch.inference_mode():
+            got = model(images)
+        assert (got.argmax(1) == expected.argmax(1)).float().mean() >= 0.75
+    with pytest.raises(ConfigError, match=r"not one.*runtime='onnxruntime'"):
+        on_runtime_of(trained_cnn, "onnxruntime-mixed", {"x": images})  # a float model
+    for name in ("onnxruntime-int8", "openvino-int8", "torch-csr"):
+        with pytest.raises(ConfigError, match=f"runtime '{name}' is a benchmark variant"):
+            served(name)
+    with pytest.raises(UnknownRuntimeError):
+        served("tensorrt")
+    assert served("openvino").name == "openvino"

@@ -147,15 +147,18 @@ def load(
     """A ready `nn.Module` (eval mode) for `stub[@version|@alias]`, downloaded if needed.
 
     `runtime="onnxruntime"` or `"openvino"` exports the model to ONNX and returns a
-    wrapper around that runtime's compiled model, called like the torch one.
+    wrapper around that runtime's compiled model, called like the torch one. A static int8
+    entry also loads as `"onnxruntime-dequant"` (its float twin) or `"onnxruntime-mixed"`
+    (int8 with its image-input convolution in fp32), the forms `make bench-runtimes` times.
     """
     from zoo.client.load import load_folder
 
     if runtime != "torch":  # before any download: a bad name or missing package fails fast
         from zoo.errors import ConfigError
+        from zoo.runtimes.prepare import served
         from zoo.runtimes.table import require
 
-        require(runtime)
+        require(served(runtime).runtime)
         if keep_compressed:
             raise ConfigError(f"keep_compressed runs CSR layers in torch, not in {runtime}")
     s = session(registry, cache_dir, offline, progress)

@@ -185,11 +185,42 @@ def sample_inputs(folder: str | os.PathLike[str]) -> Inputs:
     return samples
 
 
+def served(name: str) -> Variant:
+    """What `zoo.load(ref, runtime=name)` may serve: a runtime of zoo.runtimes.table, or a
+    form of a static int8 entry that needs no data (`onnxruntime-dequant`,
+    `onnxruntime-mixed`: the fastest CNN forms of bench-runtimes). The runtimes' own
+    quantizers are not served: they calibrate on training batches a download lacks."""
+    from zoo.errors import ConfigError
+
+    variant = _BY_NAME.get(name)
+    if variant is None or variant.name == variant.runtime:
+        runtime_named(name)  # an unknown name lists the known and the installed runtimes
+        return _BY_NAME[name]
+    if variant.runtime == "torch" or variant.quantizer is not None:
+        raise ConfigError(
+            f"runtime {name!r} is a benchmark variant, not a deployable form: "
+            + (
+                "use keep_compressed=True for CSR layers in torch"
+                if variant.runtime == "torch"
+                else f"it int8-quantizes a float model on calibration data, which zoo.load "
+                f"does not have; load runtime={variant.runtime!r}, or an int8 entry"
+            )
+        )
+    return variant
+
+
 def on_runtime_of(model: nn.Module, runtime: str, inputs: Inputs) -> nn.Module:
-    """`model` on `runtime` (one of zoo.runtimes.table.RUNTIMES), traced with the first
-    of `inputs` and checked on all of them."""
-    runtime_named(runtime)
-    return on_variant(model, runtime, {k: v[:1] for k, v in inputs.items()}, check=inputs)
+    """`model` on `runtime` (a runtime of zoo.runtimes.table.RUNTIMES, or a form `served`
+    names), traced with the first of `inputs` and checked on all of them."""
+    from zoo.errors import ConfigError
+
+    variant = served(runtime)
+    if not applies(variant, model):
+        raise ConfigError(
+            f"runtime {runtime!r} runs {variant.summary}; this model is not one "
+            f"(load it with runtime={variant.runtime!r})"
+        )
+    return on_variant(model, variant, {k: v[:1] for k, v in inputs.items()}, check=inputs)
 
 
 def on_runtime(model: nn.Module, runtime: str, folder: str | os.PathLike[str]) -> nn.Module:
