@@ -48,6 +48,8 @@ def _float_dynamic_linears(model: nn.Module) -> tuple[nn.Module, set[bytes]]:
     stores them, transposed or not) to find their MatMuls in the graph again."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
+    from zoo.modifiers.lora import dequantized_linear
+
     names = [n for n, m in model.named_modules() if isinstance(m, DynamicLinear)]
     if not names:
         return model, set()
@@ -56,13 +58,8 @@ def _float_dynamic_linears(model: nn.Module) -> tuple[nn.Module, set[bytes]]:
     for name in names:
         layer = model.get_submodule(name)
         assert isinstance(layer, DynamicLinear)
-        weight = layer.weight().dequantize()
-        bias = layer.bias()
-        plain = nn.Linear(layer.in_features, layer.out_features, bias=bias is not None)
-        with torch.no_grad():
-            plain.weight.copy_(weight)
-            if bias is not None:
-                plain.bias.copy_(bias)
+        plain = dequantized_linear(layer)
+        weight = plain.weight.detach()
         digests |= {_digest(weight.numpy()), _digest(weight.T.numpy())}
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, plain)
