@@ -89,6 +89,10 @@ nas: data-packages $(SETUP_STAMP) ## the demo architecture search (conf/search/d
 nas-baseline: data-packages $(SETUP_STAMP) ## the demo search with random sampling at the same budget (compare hypervolumes with `zoo nas status`)
 	$(BIN)/zoo nas run demo sampler=random
 
+.PHONY: nas-compare
+nas-compare: data-packages $(SETUP_STAMP) ## NSGA-II vs random search, same budget, 3 seeds (conf/search/compare.yaml; ~1 h)
+	$(PY) bench/nas_samplers.py --study compare --seeds 0 1 2 --out metrics/nas/samplers.json
+
 .PHONY: test
 test: setup lint ## set up if needed, lint, type-check and run the tests
 	$(BIN)/pytest -q

@@ -34,7 +34,7 @@ def with_param(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_shipped_studies_pass_every_check() -> None:
-    for study in ("smoke", "demo"):
+    for study in ("smoke", "demo", "compare"):
         config = load_search(study, CONF / "search")
         check_against_pipeline(config, CONF)
         assert config.stages == ["benchmark@nas", "evaluate@nas", "export@nas"]
@@ -101,7 +101,7 @@ def test_objective_measured_at_a_batch_size_the_pipeline_skips() -> None:
 
 
 def test_unknown_study_lists_the_known_ones() -> None:
-    with pytest.raises(NasError, match=r"no study 'smok'.*known: demo, smoke"):
+    with pytest.raises(NasError, match=r"no study 'smok'.*known: compare, demo, smoke"):
         load_search("smok", CONF / "search")
 
 

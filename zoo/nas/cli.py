@@ -74,7 +74,10 @@ def status(args: argparse.Namespace) -> int:
                     "params": t.params,
                     "values": t.values,
                     "feasible": all(v <= 0 for v in t.constraints.values()),
-                    **{k: t.user_attrs.get(k) for k in ("experiment", "commit", "metrics")},
+                    **{
+                        k: t.user_attrs.get(k)
+                        for k in ("experiment", "commit", "metrics", "same_as")
+                    },
                 }
                 for t in trials
             ],
@@ -87,7 +90,9 @@ def status(args: argparse.Namespace) -> int:
     for t in trials:
         mark = "*" if t.number in front_numbers else " "
         values = ", ".join(f"{v:.4g}" for v in t.values or [])
-        print(f"{mark} t{t.number:<3} {t.state.name:<8} [{values}] {t.params}")
+        twin = t.user_attrs.get("same_as")
+        state = t.state.name if twin is None else f"= t{twin}"  # a repeat, never run
+        print(f"{mark} t{t.number:<3} {state:<8} [{values}] {t.params}")
     if volume is not None:
         print(f"front (*): {len(best)} trials, hypervolume {volume:.6g} from {config.reference}")
     return 0

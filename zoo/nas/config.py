@@ -208,6 +208,12 @@ def _check_fields(config: SearchConfig, where: str) -> None:
     for name in config.reference:
         if name not in config.objectives:
             raise NasError(f"{where}: reference.{name}: not an objective of this study")
+    size = space_size(config)
+    if size is not None and config.trials > size:
+        raise NasError(
+            f"{where}: trials is {config.trials} but the space holds only {size} distinct "
+            "configurations (a repeated one is not run again); lower trials or widen the space"
+        )
 
 
 # ---- a trial's overrides ------------------------------------------------------------------
@@ -234,6 +240,26 @@ def choice_values(param: ParamSpec) -> list[Any]:
 
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
+
+
+def configuration(params: Mapping[str, Any]) -> str:
+    """A trial's parameters as one comparable text: equal texts, the same model."""
+    return json.dumps(dict(params), sort_keys=True, default=str)
+
+
+def space_size(config: SearchConfig) -> int | None:
+    """How many distinct configurations the space holds (None: a continuous range)."""
+    size = 1
+    for spec in config.space.values():
+        if spec.is_range:
+            assert spec.low is not None and spec.high is not None
+            step = spec.step if spec.step is not None else (1 if spec.is_integer else None)
+            if step is None or spec.log:
+                return None
+            size *= math.floor((spec.high - spec.low) / step + 1e-9) + 1
+        else:
+            size *= len(choice_values(spec))
+    return size
 
 
 def trial_stub(base_stub: str, study: str, number: int) -> str:

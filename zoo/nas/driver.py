@@ -5,6 +5,10 @@ The study lives in Optuna's journal file, the trials' work in DVC's queue, so th
 holds nothing of its own: killed and started again, it finds each unfinished trial by its
 experiment name (`nas-<study>-t<N>`) and waits for it, queues one it had asked for but
 not queued, and asks new ones only up to the budget. No trial is lost or run twice.
+A configuration the sampler proposes again (Optuna does not deduplicate: its random
+sampler repeats in small categorical spaces, NSGA-II's mutations land on parents) costs
+no experiment: that trial is pruned as a duplicate of the earlier one and the sampler
+asked again, so the budget counts distinct trained models.
 Workers on other machines share a study through an RDB URL (`--storage`) instead.
 """
 
@@ -22,6 +26,7 @@ from zoo.nas.config import (
     SearchConfig,
     check_against_pipeline,
     choice_values,
+    configuration,
     trial_overrides,
     trial_stub,
 )
@@ -31,6 +36,9 @@ if TYPE_CHECKING:
     import optuna
 
 STUDY_DIR = ".nas"
+# Proposals in a row that repeat evaluated configurations before the driver gives up: a
+# converged NSGA-II population can need a few dozen asks to mutate into something new.
+MAX_REPEATS = 200
 
 
 def study_id(config: SearchConfig) -> str:
@@ -156,12 +164,55 @@ def run_search(
             config.trials - progress.complete - progress.running,
         )
         for _ in range(max(slots, 0)):
-            trial = study.ask(dists)
+            trial = _ask_new(study, dists, log)
             _queue(study, config, root, trial.number, trial.params, base_stub, log)
         found = experiments.states(root, prefix)
         if any(s.state == experiments.QUEUED for s in found.values()):
             experiments.start_workers(root, config.workers)
         time.sleep(poll_s)
+
+
+def _twin(study: optuna.Study, number: int, params: dict[str, Any]) -> int | None:
+    """An earlier trial with the same configuration, complete or under way."""
+    from optuna.trial import TrialState
+
+    key = configuration(params)
+    for other in study.get_trials(deepcopy=False):
+        if other.number >= number:
+            break
+        if other.state in (TrialState.COMPLETE, TrialState.RUNNING) and (
+            configuration(other.params) == key
+        ):
+            return other.number
+    return None
+
+
+def _skip_if_repeat(
+    study: optuna.Study, number: int, params: dict[str, Any], log: Callable[[str], None]
+) -> bool:
+    """Prune trial `number` when an earlier trial has its configuration; True if so."""
+    from optuna.trial import TrialState
+
+    twin = _twin(study, number, params)
+    if twin is None:
+        return False
+    _set_attr(study, number, "same_as", twin)
+    study.tell(number, state=TrialState.PRUNED)
+    log(f"trial {number} repeats trial {twin}'s configuration: pruned, no experiment")
+    return True
+
+
+def _ask_new(study: optuna.Study, dists: dict[str, Any], log: Callable[[str], None]) -> Any:
+    """Ask until the sampler proposes a configuration no earlier trial has."""
+    for _ in range(MAX_REPEATS):
+        trial = study.ask(dists)
+        if not _skip_if_repeat(study, trial.number, trial.params, log):
+            return trial
+    raise NasError(
+        f"study {study.study_name}: the sampler proposed only configurations already "
+        f"evaluated in {MAX_REPEATS} asks in a row; the space is (nearly) exhausted: "
+        "lower `trials` or widen the space"
+    )
 
 
 def _check_no_strangers(study: optuna.Study, root: Path, prefix: str) -> None:
@@ -202,6 +253,8 @@ def _collect(
         name = experiment_name(config, trial.number)
         state = found.get(name)
         if state is None:  # asked, then the driver stopped before queueing it
+            if _skip_if_repeat(study, trial.number, trial.params, log):
+                continue
             _queue(study, config, root, trial.number, trial.params, base_stub, log)
             running += 1
         elif state.state == experiments.DONE:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import NasError
-from zoo.nas.config import SearchConfig
+from zoo.nas.config import SearchConfig, configuration
 
 if TYPE_CHECKING:
     import optuna
@@ -29,13 +29,13 @@ class FrontTrial:
 
 def front(study: optuna.Study) -> list[FrontTrial]:
     """The feasible Pareto-optimal trials (Optuna's best_trials honours the constraint),
-    each set of parameters once: a sampler may ask for a configuration again (NSGA-II's
-    first generation is random, its mutations can land on a parent), and DVC's run cache
-    makes that trial the same model, which is published once, as the earliest trial."""
+    each set of parameters once: the driver prunes a repeated configuration, but a study
+    run before it did may hold one twice (DVC's run cache made it the same model), which
+    is published once, as the earliest trial."""
     seen: set[str] = set()
     trials = []
     for t in sorted(study.best_trials, key=lambda t: t.number):
-        key = json.dumps(t.params, sort_keys=True, default=str)
+        key = configuration(t.params)
         if key in seen:
             continue
         seen.add(key)
