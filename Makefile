@@ -90,7 +90,7 @@ nas-baseline: data-packages $(SETUP_STAMP) ## the demo search with random sampli
 	$(BIN)/zoo nas run demo sampler=random
 
 .PHONY: nas-compare
-nas-compare: data-packages $(SETUP_STAMP) ## NSGA-II vs random search, same budget, 3 seeds (conf/search/compare.yaml; ~40 min)
+nas-compare: data-packages $(SETUP_STAMP) ## NSGA-II vs random search, same budget, 3 seeds (conf/search/compare.yaml; ~1 h on 2 cores)
 	$(PY) bench/nas_samplers.py --study compare --seeds 0 1 2 --out metrics/nas/samplers.json
 
 .PHONY: test

@@ -6,7 +6,7 @@ the study's one reference point.
 Resumable: a study already complete returns at once, a half-run one resumes (the driver's
 own guarantee), and the JSON report is rewritten after each study.
 
-Run (from the repository root; about 40 minutes on 2 cores for 3 seeds x 2 samplers x 12 trials):
+Run (from the repository root; about an hour on 2 cores for 3 seeds x 2 samplers x 12 trials):
     .venv/bin/python bench/nas_samplers.py --study compare --seeds 0 1 2 \
         --out metrics/nas/samplers.json
 """
