@@ -38,9 +38,8 @@ def main() -> None:
     args = parser.parse_args()
 
     def stage() -> None:
-        from zoo.fsutil import atomic_write_json
         from zoo.pipeline.params import load_params, store_url
-        from zoo.pipeline.register import register_export
+        from zoo.pipeline.register import register_export, write_receipt
 
         store = args.store or store_url(load_params(args.params))
         if "://" not in store and not Path(store).is_absolute():
@@ -49,16 +48,13 @@ def main() -> None:
             args.export, store, args.registry_dir, args.repo, args.stub, tuple(args.alias)
         )
         result = done.result
-        receipt = {
-            "ref": result.entry.ref,
-            "created": result.created,
-            "generation": result.generation,
-            "store": _portable(done.store.url, args.repo),
-            "registry_files": sorted(str(p) for p in done.changed),
-        }
-        atomic_write_json(args.receipt, receipt)
+        write_receipt(args.receipt, result.entry.ref, _portable(done.store.url, args.repo))
         verb = "registered" if result.created else "unchanged"
-        print(f"{verb}: {result.entry.ref} in {done.store.url}")
+        changed = ", ".join(sorted(str(p) for p in done.changed)) or "none"
+        print(
+            f"{verb}: {result.entry.ref} in {done.store.url} (generation "
+            f"{result.generation}; registry files written: {changed})"
+        )
 
     run_stage(stage)
 

@@ -54,13 +54,17 @@ def _register(export: Path, tmp_path: Path) -> dict[str, object]:
 
 def test_register_twice_registers_once(tmp_path: Path, tiny) -> None:  # type: ignore[no-untyped-def]
     export = tiny("a")
-    first = _register(export, tmp_path)
-    assert first["ref"] == STUB + "@v1" and first["created"] is True
+    first = _run_register(export, tmp_path, str(tmp_path / "store"))
+    assert first.stdout.startswith(f"registered: {STUB}@v1 ")
+    receipt = (tmp_path / "receipt.json").read_bytes()
+    assert json.loads(receipt) == {"ref": STUB + "@v1", "store": "store"}
     folder = tmp_path / "registry" / "cv/classification/mlp/fashion_mnist/pruned50"
     assert sorted(p.name for p in folder.iterdir()) == ["aliases.json", "v1.json"]
-    second = _register(export, tmp_path)
-    assert second["created"] is False and second["generation"] == first["generation"]
-    assert second["registry_files"] == []
+    second = _run_register(export, tmp_path, str(tmp_path / "store"))
+    assert second.stdout.startswith(f"unchanged: {STUB}@v1 ")
+    assert "registry files written: none" in second.stdout
+    # the same bytes: DVC sees the stage's output unchanged, and stages after it stay put
+    assert (tmp_path / "receipt.json").read_bytes() == receipt
     view = open_index(tmp_path / "store")  # type: ignore[arg-type]
     assert view.generation == 1 and len(list(view.summaries())) == 1
 
@@ -104,8 +108,8 @@ def test_a_child_registered_before_its_parent_publishes_the_parent_first(
     view = open_index(tmp_path / "store")  # type: ignore[arg-type]
     assert view.entry(Stub.parse(STUB), 1).lineage.parent == parent + "@v1"
     assert (tmp_path / "registry/cv/classification/mlp/fashion_mnist/base/v1.json").is_file()
-    own = _register(parent_dir, tmp_path)  # the parent's own stage: nothing new
-    assert own["ref"] == parent + "@v1" and own["created"] is False
+    own = _run_register(parent_dir, tmp_path, str(tmp_path / "store"))
+    assert own.stdout.startswith(f"unchanged: {parent}@v1 ")  # the parent's own stage
     assert child["ref"] == STUB + "@v1"
 
 

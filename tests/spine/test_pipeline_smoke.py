@@ -294,17 +294,20 @@ def test_reproduce_rebuilds_an_entry_and_flags_an_altered_metric(
     assert len(worktrees.stdout.splitlines()) == 1, worktrees.stdout
 
 
-def test_a_second_clone_pulls_from_the_s3_remote_and_runs_nothing(
+def test_a_second_clone_pulls_from_the_s3_remote_and_computes_nothing(
     smoke_repo: tuple[Path, dict], tmp_path: Path
 ) -> None:
     """The team set-up: DVC's cache on the project's S3 server (SeaweedFS here). The first
-    clone pushes what it built; a fresh `git clone` pulls it, and `dvc repro` runs no stage."""
+    clone pushes what it built; a fresh `git clone` pulls it, and `dvc repro` trains,
+    compresses and measures nothing. Only the register stages run: params' store is a folder
+    inside the repository (in neither git nor DVC), so the clone publishes the pulled exports
+    into its own store, ending with every entry there; a second `dvc repro` runs nothing."""
     import subprocess
 
     from tests.spine.repo_copy import pipeline_env
     from tests.storage._seaweed import seaweedfs
 
-    repo, _ = smoke_repo
+    repo, entries = smoke_repo
     with seaweedfs(tmp_path / "s3") as server:
         server.make_bucket("zoo-dvc")
         env = {**pipeline_env(), **server.env()}
@@ -332,8 +335,14 @@ def test_a_second_clone_pulls_from_the_s3_remote_and_runs_nothing(
         pulled = time.perf_counter() - started
         again = sh(*DVC, "repro", cwd=clone)
         print(f"dvc push {pushed:.1f} s, dvc pull {pulled:.1f} s on loopback")
-    assert "Running stage" not in again.stdout, again.stdout[-2000:]
-    assert (clone / "models/export/cnn_gmp90_qat/model.safetensors").is_file()
+    ran = re.findall(r"Running stage '([^']+)'", again.stdout)
+    assert sorted(ran) == sorted(f"register@{key}" for key in entries), again.stdout[-2000:]
+    store = clone / ".zoo" / "store"
+    listed = sh(*ZOO, "search", "--registry", str(store), "--json", cwd=clone)
+    refs = {row["ref"] for row in json.loads(listed.stdout)}
+    assert refs == {f"{entry['stub']}@v1" for entry in entries.values()}
+    third = sh(*DVC, "repro", cwd=clone)
+    assert "Running stage" not in third.stdout, third.stdout[-2000:]
 
 
 def test_exp_run_with_hydra_override_is_listed(smoke_repo: tuple[Path, dict]) -> None:

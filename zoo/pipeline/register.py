@@ -61,6 +61,16 @@ def register_export(
     return Registered(result, changed, store)
 
 
+def write_receipt(path: Path, ref: str, store: str) -> None:
+    """The stage's receipt (read back by zoo.pipeline.model_io.read_receipt): only what the
+    publish settled, never how it went (created or found, generation, files touched). A
+    transfer stage depends on this file, and a clone publishing the same pulled export into
+    its own store must write the same bytes, or DVC would re-run the transfer for nothing."""
+    from zoo.fsutil import atomic_write_json
+
+    atomic_write_json(path, {"ref": ref, "store": store})
+
+
 def _exported_folder(stub: Stub, exports: Path) -> Path | None:
     """The export folder beside this one whose zoo.json names `stub`, if any."""
     for meta in sorted(exports.glob(f"*/{META_FILE}")):
