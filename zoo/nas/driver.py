@@ -39,6 +39,10 @@ STUDY_DIR = ".nas"
 # Proposals in a row that repeat evaluated configurations before the driver gives up: a
 # converged NSGA-II population can need a few dozen asks to mutate into something new.
 MAX_REPEATS = 200
+# A trial DVC shows running while no worker or process runs it (a worker died) is queued
+# again once it has looked so this long: longer than a worker takes to start a task.
+STALL_GRACE_S = 120.0
+STALL_CHECK_S = 30.0  # each check asks the workers (a one-second broadcast)
 
 
 def study_id(config: SearchConfig) -> str:
@@ -148,8 +152,11 @@ def run_search(
     prefix = f"nas-{study_id(config)}-t"
     dists = distributions(config)
     _check_no_strangers(study, root, prefix)
+    stalls = _StallWatch(root, prefix, log)
     while True:
         found = experiments.states(root, prefix)
+        for name in stalls.due(found):
+            del found[name]  # no experiment now: _collect queues its trial again
         progress = _collect(study, config, root, found, base_stub, log)
         if progress.complete >= config.trials and progress.running == 0:
             log(f"study {study.study_name}: {progress.complete} trials complete")
@@ -170,6 +177,34 @@ def run_search(
         if any(s.state == experiments.QUEUED for s in found.values()):
             experiments.start_workers(root, config.workers)
         time.sleep(poll_s)
+
+
+class _StallWatch:
+    """Finds trials whose experiment has stalled (experiments.stalled) for STALL_GRACE_S
+    and drops them from DVC's queue."""
+
+    def __init__(self, root: Path, prefix: str, log: Callable[[str], None]) -> None:
+        self.root, self.prefix, self.log = root, prefix, log
+        self.since: dict[str, float] = {}
+        self.checked = -STALL_CHECK_S
+
+    def due(self, found: dict[str, experiments.ExperimentState]) -> list[str]:
+        now = time.monotonic()
+        if now - self.checked < STALL_CHECK_S:
+            return []
+        self.checked = now
+        running = {n for n, s in found.items() if s.state == experiments.RUNNING}
+        stalled = experiments.stalled(self.root, self.prefix) & running if running else set()
+        self.since = {n: self.since.get(n, now) for n in stalled}
+        due = [n for n, first in self.since.items() if now - first >= STALL_GRACE_S]
+        for name in due:
+            experiments.abandon(self.root, name)
+            del self.since[name]
+            self.log(
+                f"{name}: DVC's queue shows it running, but no worker or process has run it "
+                f"for {STALL_GRACE_S:.0f} s (a worker died?); dropped, its trial queued again"
+            )
+        return due
 
 
 def _twin(study: optuna.Study, number: int, params: dict[str, Any]) -> int | None:

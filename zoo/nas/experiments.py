@@ -84,6 +84,57 @@ def states(root: Path, prefix: str) -> dict[str, ExperimentState]:
     return found
 
 
+def stalled(root: Path, prefix: str) -> set[str]:
+    """Experiments DVC calls running that nothing runs: a worker took the task (its queue
+    message is processed, its result pending), yet no live worker holds it and its process
+    is not alive. A worker killed midway (out of memory, a reboot) or shut down after taking
+    a task leaves this behind, and DVC would show the experiment running forever."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        celery = repo.experiments.celery_queue
+        # DVC has no public call for a running entry's task id, which is what workers report
+        started = [
+            (result.id, entry)
+            for result, entry in celery._iter_active_tasks()
+            if entry.name and entry.name.startswith(prefix)
+        ]
+        if not started:
+            return set()
+        held = {task["id"] for tasks in celery.worker_status().values() for task in tasks}
+        return {
+            entry.name
+            for task_id, entry in started
+            if task_id not in held and not _alive(celery.proc.get(entry.stash_rev))
+        }
+
+
+def _alive(info: object | None) -> bool:
+    """The experiment's own process (DVC's process info) is still running."""
+    import psutil
+
+    if info is None or getattr(info, "returncode", None) is not None:
+        return False
+    try:
+        return psutil.Process(info.pid).status() != psutil.STATUS_ZOMBIE  # type: ignore[attr-defined]
+    except psutil.NoSuchProcess:
+        return False
+
+
+def abandon(root: Path, name: str) -> None:
+    """Drop a stalled experiment from DVC's queue, so its trial can be queued again under
+    the same name: its task is marked failed (what `dvc queue kill` does to a task no worker
+    holds, but also when a dead process left no trace it could signal), then removed."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        celery = repo.experiments.celery_queue
+        for result, entry in celery._iter_active_tasks():
+            if entry.name == name:
+                celery.celery.backend.mark_as_failure(result.id, None)
+    _dvc(root, "queue", "remove", name)
+
+
 def _add(found: dict[str, ExperimentState], name: str | None, state: str, prefix: str) -> None:
     if name and name.startswith(prefix):
         found[name] = ExperimentState(name, state)
