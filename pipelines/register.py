@@ -55,6 +55,8 @@ def main() -> None:
             f"{verb}: {result.entry.ref} in {done.store.url} (generation "
             f"{result.generation}; registry files written: {changed})"
         )
+        if done.not_mirrored:
+            print(f"registry/ not mirrored: {done.not_mirrored}")
 
     run_stage(stage)
 

@@ -275,6 +275,13 @@ class IndexVerifyError(ZooError, RuntimeError):
         )
 
 
+class MirrorDivergedError(ZooError, ValueError):
+    """registry/ holds another store's history of a stub: mirroring this store there would
+    rewrite immutable version files or move the aliases back."""
+
+    exit_code = 2
+
+
 # --- client and catalog (zoo/client/, zoo/catalog/) ---
 
 

@@ -12,6 +12,8 @@ from zoo.cli import main
 from zoo.errors import ExportError, InvalidStubError, SchemaError
 from zoo.index.publish import publish
 
+from .conftest import STUB
+
 
 def _listed(export: Path, files: list[str]) -> None:
     meta = json.loads((export / "zoo.json").read_text())
@@ -114,3 +116,19 @@ def test_corrupt_safetensors_is_refused(tmp_path: Path, tiny) -> None:  # type: 
     with pytest.raises(SchemaError, match=r"truncated|does not match"):
         publish(export, tmp_path / "store")
     assert not (tmp_path / "store").exists()
+
+
+def test_publish_into_a_registry_folder_of_another_store(tmp_path: Path, tiny, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The publish stands (it is in the store); the mirror is refused, exit 2, and says so."""
+    registry = tmp_path / "registry"
+    assert main(["publish", str(tiny("a", 1)), "--store", str(tmp_path / "team"),
+                 "--registry-dir", str(registry)]) == 0  # fmt: skip
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in registry.rglob("*.json")}
+    code = main(["publish", str(tiny("b", 2)), "--store", str(tmp_path / "own"),
+                 "--registry-dir", str(registry)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"zoo: error: published {STUB}@v1 in {tmp_path / 'own'}, but ")
+    assert "mirrors another store's history" in err
+    assert {p: p.read_bytes() for p in registry.rglob("*.json")} == before

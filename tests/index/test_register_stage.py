@@ -125,3 +125,23 @@ def test_register_refuses_a_params_file_without_a_store(tmp_path: Path, tiny) ->
     assert done.returncode != 0
     assert "storage.url must be a store URL" in done.stderr and "None" in done.stderr
     assert not (tmp_path / "receipt.json").exists() and not (tmp_path / "registry").exists()
+
+
+def test_a_clone_with_its_own_store_leaves_the_committed_registry_alone(
+    tmp_path: Path, tiny
+) -> None:  # type: ignore[no-untyped-def]
+    """registry/ mirrors the team's store; a fresh clone's stage publishes into its own,
+    empty store (another v1) and must neither fail nor rewrite the team's files."""
+    team = _run_register(tiny("team", seed=1), tmp_path, str(tmp_path / "team"))
+    assert team.returncode == 0, team.stderr
+    registry = tmp_path / "registry"
+    before = {p: p.read_bytes() for p in registry.rglob("*.json")}
+    own = _run_register(tiny("own", seed=2), tmp_path, str(tmp_path / "own"))
+    assert own.returncode == 0, own.stderr
+    assert own.stdout.startswith(f"registered: {STUB}@v1 ")
+    assert f"registry/ not mirrored: {registry}" in own.stdout
+    assert "mirrors another store's history" in own.stdout
+    assert {p: p.read_bytes() for p in registry.rglob("*.json")} == before
+    receipt = json.loads((tmp_path / "receipt.json").read_text())
+    assert receipt == {"ref": STUB + "@v1", "store": "own"}
+    assert open_index(tmp_path / "own").generation == 1  # type: ignore[arg-type]

@@ -335,14 +335,19 @@ def test_a_second_clone_pulls_from_the_s3_remote_and_computes_nothing(
         pulled = time.perf_counter() - started
         again = sh(*DVC, "repro", cwd=clone)
         print(f"dvc push {pushed:.1f} s, dvc pull {pulled:.1f} s on loopback")
-    ran = re.findall(r"Running stage '([^']+)'", again.stdout)
-    assert sorted(ran) == sorted(f"register@{key}" for key in entries), again.stdout[-2000:]
-    store = clone / ".zoo" / "store"
-    listed = sh(*ZOO, "search", "--registry", str(store), "--json", cwd=clone)
-    refs = {row["ref"] for row in json.loads(listed.stdout)}
-    assert refs == {f"{entry['stub']}@v1" for entry in entries.values()}
-    third = sh(*DVC, "repro", cwd=clone)
+        ran = re.findall(r"Running stage '([^']+)'", again.stdout)
+        assert sorted(ran) == sorted(f"register@{key}" for key in entries), again.stdout[-2000:]
+        store = clone / ".zoo" / "store"
+        listed = sh(*ZOO, "search", "--registry", str(store), "--json", cwd=clone)
+        refs = {row["ref"] for row in json.loads(listed.stdout)}
+        assert refs == {f"{entry['stub']}@v1" for entry in entries.values()}
+        third = sh(*DVC, "repro", cwd=clone)
+        status = sh("git", "status", "--porcelain", cwd=clone)
     assert "Running stage" not in third.stdout, third.stdout[-2000:]
+    # dvc.lock as committed (the same receipts), registry/ as committed (the clone's own
+    # store has its own history: not mirrored over the team's)
+    assert status.stdout == "", status.stdout
+    assert "registry/ not mirrored" in again.stdout
 
 
 def test_exp_run_with_hydra_override_is_listed(smoke_repo: tuple[Path, dict]) -> None:

@@ -90,6 +90,7 @@ def _print_json(obj: Any) -> None:
 
 
 def run_publish(args: argparse.Namespace) -> int:
+    from zoo.errors import MirrorDivergedError
     from zoo.index.mirror import mirror_stub
     from zoo.index.publish import publish
     from zoo.index.view import open_index
@@ -99,7 +100,10 @@ def run_publish(args: argparse.Namespace) -> int:
     changed = []
     if args.registry_dir:
         view = open_index(args.store)
-        changed = [str(p) for p in mirror_stub(view, entry.stub, args.registry_dir)]
+        try:
+            changed = [str(p) for p in mirror_stub(view, entry.stub, args.registry_dir)]
+        except MirrorDivergedError as exc:
+            raise MirrorDivergedError(f"published {entry.ref} in {args.store}, but {exc}") from exc
     if args.json:
         _print_json(
             {

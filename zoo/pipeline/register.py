@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from zoo.errors import StubNotFoundError
+from zoo.errors import MirrorDivergedError, StubNotFoundError
 from zoo.index.export import META_FILE
 from zoo.index.publish import PublishResult
 from zoo.index.schema import Stub, parse_ref
@@ -26,6 +26,7 @@ class Registered:
     result: PublishResult
     changed: list[Path]  # files written under the registry folder
     store: Store
+    not_mirrored: str | None = None  # why registry/ was left as it is
 
 
 def register_export(
@@ -57,7 +58,12 @@ def register_export(
             lineage = pin_parent(lineage, open_index(store))
     export = replace(export, meta=replace(export.meta, lineage=lineage))
     result = publish(export, store, aliases=aliases)
-    changed = mirror_stub(open_index(store), export.stub, registry_dir)
+    try:
+        changed = mirror_stub(open_index(store), export.stub, registry_dir)
+    except MirrorDivergedError as exc:
+        # A clone publishing into its own store (not the team's, which registry/ mirrors):
+        # the publish stands, the committed mirror stays the team's.
+        return Registered(result, [], store, str(exc))
     return Registered(result, changed, store)
 
 
