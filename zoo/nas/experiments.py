@@ -11,8 +11,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zoo.errors import NasError
+
+if TYPE_CHECKING:
+    from dvc_task.proc.process import ProcessInfo
 
 QUEUED, RUNNING, FAILED, DONE = "queued", "running", "failed", "done"
 
@@ -109,14 +113,14 @@ def stalled(root: Path, prefix: str) -> set[str]:
         }
 
 
-def _alive(info: object | None) -> bool:
+def _alive(info: ProcessInfo | None) -> bool:
     """The experiment's own process (DVC's process info) is still running."""
     import psutil
 
-    if info is None or getattr(info, "returncode", None) is not None:
+    if info is None or info.returncode is not None:
         return False
     try:
-        return psutil.Process(info.pid).status() != psutil.STATUS_ZOMBIE  # type: ignore[attr-defined]
+        return bool(psutil.Process(info.pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
